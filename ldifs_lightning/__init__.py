@@ -1,0 +1,12 @@
+"""ldifs-lightning: fine-tune CLIP image encoders without destroying what they already know."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ldifs_lightning.modules import LDIFSModule
+
+try:
+    __version__ = version("ldifs-lightning")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = ["LDIFSModule", "__version__"]

@@ -1,0 +1,3 @@
+from ldifs_lightning.cli import main
+
+main()

@@ -1,0 +1,18 @@
+"""Datasets, splits, transforms and the fine-tuning DataModule."""
+
+from ldifs_lightning.data import embedded as _embedded  # noqa: F401  (registers generated datasets)
+from ldifs_lightning.data.datamodule import FineTuneDataModule
+from ldifs_lightning.data.registry import (
+    DatasetInfo,
+    get_dataset_info,
+    list_datasets,
+    register_dataset,
+)
+
+__all__ = [
+    "DatasetInfo",
+    "FineTuneDataModule",
+    "get_dataset_info",
+    "list_datasets",
+    "register_dataset",
+]

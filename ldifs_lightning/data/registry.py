@@ -1,0 +1,64 @@
+"""The dataset registry: every dataset the package knows, by name.
+
+An entry knows its class names, its prompt templates and how to load its official splits.
+``load(root, split, download)`` returns a ``Dataset`` of ``(PIL image, label)`` pairs; when the
+dataset has a ``sample_ids`` attribute (one stable string per sample) the train/val split is derived
+from it, otherwise from the sample index.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from torch.utils.data import Dataset
+
+Split = Literal["train", "test"]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the package knows about one dataset.
+
+    Attributes:
+        name: Registry name, e.g. ``"shapes"``.
+        classnames: Human-readable class names in label order, as used in zero-shot prompts.
+        templates: Prompt templates, each with one ``{}`` for the class name.
+        load: ``load(root, split, download)`` returning the official split as a ``Dataset`` of
+            ``(PIL image, label)``.
+        description: One line on what the data is and where it comes from.
+    """
+
+    name: str
+    classnames: tuple[str, ...]
+    templates: tuple[str, ...]
+    load: Callable[[Path, Split, bool], Dataset]
+    description: str = ""
+
+
+_REGISTRY: dict[str, DatasetInfo] = {}
+
+
+def register_dataset(info: DatasetInfo) -> DatasetInfo:
+    """Add a dataset to the registry (a name may be registered once)."""
+    if info.name in _REGISTRY:
+        raise ValueError(f"dataset {info.name!r} is already registered")
+    _REGISTRY[info.name] = info
+    return info
+
+
+def list_datasets() -> list[str]:
+    """Names of the registered datasets, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_dataset_info(name: str) -> DatasetInfo:
+    """The registry entry for ``name``; unknown names get the registered ones and close matches."""
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
+        hint = f" (did you mean {close}?)" if close else ""
+        raise ValueError(f"unknown dataset {name!r}{hint}; registered: {list_datasets()}")
+    return _REGISTRY[name]

@@ -1,0 +1,145 @@
+"""Build CLIP models through open_clip: one function, clear errors, offline-friendly.
+
+``create_clip(model_name, pretrained)`` is the one way the package builds a model. ``pretrained`` is
+an open_clip tag (``"openai"``, ``"laion2b_s34b_b79k"``, ...), a path to a local checkpoint file, or
+``None`` for random initialisation; ``model_name`` may also be an ``hf-hub:org/repo`` id. Model
+architectures that open_clip does not ship (such as the tiny test models) are registered from JSON
+files with :func:`register_model_config`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from pathlib import Path
+
+import open_clip
+import torch
+from open_clip.pretrained import (
+    download_pretrained,
+    get_pretrained_cfg,
+    list_pretrained_tags_by_model,
+)
+
+_BUNDLED_CONFIGS = Path(__file__).parent / "model_configs"
+
+
+def register_model_config(path: str | os.PathLike) -> list[str]:
+    """Register open_clip model config(s) from a JSON file or a folder of JSON files.
+
+    The model name is the file name without ``.json``. The file holds what open_clip's own configs
+    hold: ``embed_dim``, ``vision_cfg`` and ``text_cfg``.
+
+    Args:
+        path: A ``.json`` file or a folder holding ``.json`` files.
+
+    Returns:
+        The names of the registered models.
+
+    Example:
+        >>> register_model_config("my-tiny-vit.json")  # doctest: +SKIP
+        ['my-tiny-vit']
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(
+            f"model config {str(path)!r} does not exist: pass a .json file or a folder"
+        )
+    files = sorted(path.glob("*.json")) if path.is_dir() else [path]
+    if not files or any(f.suffix != ".json" for f in files):
+        raise ValueError(f"model config {str(path)!r} is not a .json file or a folder of them")
+    for file in files:
+        try:
+            config = json.loads(file.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"model config {str(file)!r} is not valid JSON: {error}") from None
+        missing = {"embed_dim", "vision_cfg", "text_cfg"} - set(config)
+        if missing:
+            raise ValueError(
+                f"model config {str(file)!r} lacks {sorted(missing)}: it needs embed_dim, "
+                "vision_cfg and text_cfg like open_clip's own model configs"
+            )
+    open_clip.add_model_config(path)
+    return [f.stem for f in files]
+
+
+def _check_model_name(model_name: str) -> None:
+    if model_name.startswith(("hf-hub:", "local-dir:")):
+        return
+    known = open_clip.list_models()
+    if model_name.replace("/", "-") not in known:
+        close = difflib.get_close_matches(model_name, known, n=5, cutoff=0.5)
+        hint = f"close matches: {close}" if close else f"{len(known)} are known, e.g. {known[:5]}"
+        raise ValueError(
+            f"unknown model_name {model_name!r} ({hint}); see open_clip.list_models() or register "
+            "a JSON config with model_config="
+        )
+
+
+def resolve_pretrained(model_name: str, pretrained: str | None) -> str | None:
+    """Turn a ``pretrained`` tag or path into a local checkpoint path, downloading if needed.
+
+    Raises a one-line ``ValueError`` when the tag is unknown, the path does not exist, or a download
+    is needed and fails (for example offline), saying which file to provide instead.
+    """
+    if pretrained is None or model_name.startswith(("hf-hub:", "local-dir:")):
+        return None
+    name = model_name.replace("/", "-")
+    if os.path.isfile(pretrained):
+        return pretrained
+    tag_cfg = get_pretrained_cfg(name, pretrained)
+    if not tag_cfg:
+        tags = list_pretrained_tags_by_model(name)
+        raise ValueError(
+            f"pretrained={pretrained!r} is neither a file nor a known tag for {model_name!r} "
+            f"(tags: {tags or 'none'}); pass a tag, a checkpoint path, or null for random init"
+        )
+    try:
+        return download_pretrained(tag_cfg)
+    except Exception as error:  # network errors come in many types (OSError, HF hub, urllib)
+        source = tag_cfg.get("hf_hub") or tag_cfg.get("url") or "its source"
+        filename = (tag_cfg.get("hf_hub") or "").rstrip("/").split("/")[-1] or Path(
+            tag_cfg.get("url", "weights.pt")
+        ).name
+        raise ValueError(
+            f"pretrained={pretrained!r} for {model_name!r} needs a download from {source} that "
+            f"failed ({type(error).__name__}); fetch {filename or 'the checkpoint'} on a machine "
+            "with network access and pass its local path as pretrained: /path/to/checkpoint"
+        ) from None
+
+
+def create_clip(model_name: str, pretrained: str | None = None) -> torch.nn.Module:
+    """Build an open_clip CLIP model (both towers) in fp32 on the CPU.
+
+    Args:
+        model_name: An open_clip architecture (``"ViT-B-32"``, ``"RN50"``), one registered with
+            :func:`register_model_config` (``"ldifs-tiny-vit"``), or ``"hf-hub:org/repo"``.
+        pretrained: An open_clip tag, a local checkpoint path, or ``None`` for random init.
+
+    Example:
+        >>> model = create_clip("ldifs-tiny-vit", pretrained=None)
+        >>> model.visual.image_size
+        (32, 32)
+    """
+    _check_model_name(model_name)
+    checkpoint = resolve_pretrained(model_name, pretrained)
+    if checkpoint is None:
+        return open_clip.create_model(model_name, pretrained=None)
+    tag_cfg = get_pretrained_cfg(model_name.replace("/", "-"), pretrained) or {}
+    # OpenAI's weights were trained with QuickGELU; open_clip only warns when the config says
+    # otherwise, which silently degrades features, so follow the tag's setting.
+    return open_clip.create_model(
+        model_name,
+        pretrained=pretrained if tag_cfg else checkpoint,
+        force_quick_gelu=bool(tag_cfg.get("quick_gelu", False)),
+    )
+
+
+def image_size_of(encoder: torch.nn.Module) -> int:
+    """The square input size an image encoder (``clip.visual``) expects."""
+    size = getattr(encoder, "image_size", 224)
+    return int(size[0] if isinstance(size, tuple | list) else size)
+
+
+register_model_config(_BUNDLED_CONFIGS)

@@ -1,0 +1,5 @@
+"""LightningModules: the fine-tuner family."""
+
+from ldifs_lightning.modules.ldifs_module import LDIFSModule
+
+__all__ = ["LDIFSModule"]

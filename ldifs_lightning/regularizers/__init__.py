@@ -1,0 +1,5 @@
+"""Regularisers towards a reference model: pure torch, no Lightning."""
+
+from ldifs_lightning.regularizers.ldifs import NORMALIZE_MODES, Normalize, ldifs_distance
+
+__all__ = ["NORMALIZE_MODES", "Normalize", "ldifs_distance"]
