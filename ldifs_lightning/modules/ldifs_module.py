@@ -33,6 +33,21 @@ _WEIGHTS_FROM_CHECKPOINT = contextvars.ContextVar("weights_from_checkpoint", def
 
 
 @contextlib.contextmanager
+def _attention_fast_path_disabled() -> Iterator[None]:
+    """Make the frozen copy use the same attention kernels as the trainable encoder.
+
+    Without gradients and in eval mode, ``nn.MultiheadAttention`` switches to a fused "fast path"
+    whose rounding differs slightly; with it the LDIFS term of identical weights is ~1e-16, not 0.
+    """
+    previous = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(previous)
+
+
+@contextlib.contextmanager
 def _weights_from_checkpoint() -> Iterator[None]:
     token = _WEIGHTS_FROM_CHECKPOINT.set(True)
     try:
@@ -155,7 +170,11 @@ class LDIFSModule(LightningModule):
             return self(images), images.new_zeros(())
         with FeatureTaps(self.image_encoder, self.tap_names) as taps:
             embedding = self.image_encoder(images)
-        with torch.no_grad(), FeatureTaps(self.reference_encoder, self.tap_names) as ref_taps:
+        with (
+            torch.no_grad(),
+            _attention_fast_path_disabled(),
+            FeatureTaps(self.reference_encoder, self.tap_names) as ref_taps,
+        ):
             self.reference_encoder(images)
         distance = ldifs_distance(taps.features(), ref_taps.features(), self.hparams.normalize)
         return self.head(F.normalize(embedding, dim=-1)), distance

@@ -1,0 +1,207 @@
+"""The `ldifs` command end to end: every shipped config, DDP, resume, --version, bad input."""
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ldifs_lightning.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
+SMALL_DATA = ["--data.init_args.batch_size", "8", "--data.init_args.max_train_samples", "32"]
+
+
+def _quiet(tmp_path: Path) -> list[str]:
+    return [
+        "--trainer.default_root_dir",
+        str(tmp_path),
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+    ]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(REPO / "configs")))
+def test_every_config_runs_fast_dev_run(config, tmp_path):
+    main(
+        [
+            "fit",
+            "--config",
+            str(config),
+            "--trainer.fast_dev_run",
+            "1",
+            *SMALL_DATA,
+            *_quiet(tmp_path),
+        ]
+    )
+
+
+def test_configs_exist():
+    assert CONFIGS, "no YAML files under configs/"
+
+
+def test_print_config_shows_linked_and_default_values(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(REPO / "configs/demo/ldifs.yaml"), "--print_config"])
+    assert exit_info.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["seed_everything"] == 0
+    assert printed["model"]["init_args"]["ldifs_weight"] == 10.0
+    assert printed["model"]["init_args"]["normalize"] == "token"
+
+
+def test_version_flag():
+    result = subprocess.run(
+        [sys.executable, "-m", "ldifs_lightning", "--version"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and result.stdout.startswith("ldifs-lightning ")
+
+
+def test_config_is_saved_next_to_the_logs(tmp_path):
+    main(
+        [
+            "fit",
+            "--config",
+            str(REPO / "configs/demo/ldifs.yaml"),
+            "--trainer.max_steps",
+            "1",
+            "--trainer.limit_val_batches",
+            "1",
+            *SMALL_DATA,
+            *_quiet(tmp_path),
+        ]
+    )
+    saved = yaml.safe_load((tmp_path / "lightning_logs/version_0/config.yaml").read_text())
+    assert saved["model"]["init_args"]["model_name"] == "ldifs-tiny-vit"
+    assert saved["data"]["init_args"]["max_train_samples"] == 32
+    assert "classnames" not in saved["model"]["init_args"]  # linked from the data, not configured
+
+
+def _train_losses(metrics_csv: Path) -> dict[int, float]:
+    with metrics_csv.open() as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("train/loss")]
+    return {int(row["step"]): float(row["train/loss"]) for row in rows}
+
+
+def test_resume_from_checkpoint_matches_uninterrupted_run(tmp_path):
+    common = [
+        "--config",
+        str(REPO / "configs/demo/ldifs.yaml"),
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.log_every_n_steps",
+        "1",
+        "--trainer.limit_val_batches",
+        "1",
+        "--trainer.logger",
+        "lightning.pytorch.loggers.CSVLogger",
+        "--trainer.callbacks",
+        "lightning.pytorch.callbacks.ModelCheckpoint",
+        "--trainer.callbacks.save_top_k",
+        "-1",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+        *SMALL_DATA,
+    ]
+    full_dir, resumed_dir = tmp_path / "full", tmp_path / "resumed"
+    main(
+        [
+            "fit",
+            *common,
+            "--trainer.logger.save_dir",
+            str(full_dir),
+            "--trainer.default_root_dir",
+            str(full_dir),
+        ]
+    )
+    checkpoints = sorted(full_dir.rglob("epoch=0-*.ckpt"))
+    assert len(checkpoints) == 1
+    main(
+        [
+            "fit",
+            *common,
+            "--trainer.logger.save_dir",
+            str(resumed_dir),
+            "--trainer.default_root_dir",
+            str(resumed_dir),
+            "--ckpt_path",
+            str(checkpoints[0]),
+        ]
+    )
+    full = _train_losses(next(full_dir.rglob("metrics.csv")))
+    resumed = _train_losses(next(resumed_dir.rglob("metrics.csv")))
+    assert sorted(resumed) == [step for step in sorted(full) if step >= 4]  # epoch 2 only
+    for step, loss in resumed.items():
+        assert loss == pytest.approx(full[step], abs=1e-6), step
+
+
+def test_two_process_ddp_on_cpu(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ldifs_lightning",
+            "fit",
+            "--config",
+            str(REPO / "configs/demo/ldifs.yaml"),
+            "--trainer.devices",
+            "2",
+            "--trainer.strategy",
+            "ddp",
+            "--trainer.max_steps",
+            "2",
+            "--trainer.limit_val_batches",
+            "1",
+            *SMALL_DATA,
+            *_quiet(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (["--model.init_args.ldifs_weight", "-1"], "ldifs_weight=-1.0 must be >= 0"),
+        (["--model.init_args.model_name", "ViT-B-33"], "unknown model_name 'ViT-B-33'"),
+        (["--model.init_args.taps", "[nope]"], "tap 'nope' is not a module"),
+        (["--data.init_args.dataset", "shape"], "unknown dataset 'shape'"),
+    ],
+)
+def test_bad_input_fails_before_anything_is_written(override, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        main(
+            ["fit", "--config", str(REPO / "configs/demo/ldifs.yaml"), *override, *_quiet(tmp_path)]
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_normalize_is_refused_by_the_parser(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(
+            [
+                "fit",
+                "--config",
+                str(REPO / "configs/demo/ldifs.yaml"),
+                "--model.init_args.normalize",
+                "l2",
+                *_quiet(tmp_path),
+            ]
+        )
+    assert "normalize" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
