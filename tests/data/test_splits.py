@@ -10,7 +10,7 @@ def test_split_does_not_depend_on_listing_order():
     train, val = split_train_val(ids, val_fraction=0.1, seed=0)
     shuffled = ids[:]
     random.Random(1).shuffle(shuffled)
-    train_s, val_s = split_train_val(shuffled, val_fraction=0.1, seed=0)
+    _, val_s = split_train_val(shuffled, val_fraction=0.1, seed=0)
     assert sorted(ids[i] for i in val) == sorted(shuffled[i] for i in val_s)
     assert len(val) == 20 and len(train) == 180 and not set(train) & set(val)
 
