@@ -1,6 +1,7 @@
 """Datasets, splits, transforms and the fine-tuning DataModule."""
 
 from ldifs_lightning.data import embedded as _embedded  # noqa: F401  (registers generated datasets)
+from ldifs_lightning.data import sources as _sources  # noqa: F401  (registers the real datasets)
 from ldifs_lightning.data.datamodule import FineTuneDataModule
 from ldifs_lightning.data.registry import (
     DatasetInfo,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from torch.utils.data import Dataset
@@ -30,13 +29,18 @@ class DatasetInfo:
         load: ``load(root, split, download)`` returning the official split as a ``Dataset`` of
             ``(PIL image, label)``.
         description: One line on what the data is and where it comes from.
+        split_source: Where the train and test splits come from (official file, seeded rule).
+        load_options: Keyword options ``load`` accepts besides ``(root, split, download)``, e.g.
+            ``("verify_checksums",)``; the DataModule passes only these.
     """
 
     name: str
     classnames: tuple[str, ...]
     templates: tuple[str, ...]
-    load: Callable[[Path, Split, bool], Dataset]
+    load: Callable[..., Dataset]
     description: str = ""
+    split_source: str = ""
+    load_options: tuple[str, ...] = ()
 
 
 _REGISTRY: dict[str, DatasetInfo] = {}

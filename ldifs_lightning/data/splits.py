@@ -33,3 +33,38 @@ def split_train_val(
     val = sorted(order[:num_val])
     train = sorted(order[num_val:])
     return train, val
+
+
+def split_held_out(
+    sample_ids: Sequence[str], labels: Sequence[int], fraction: float, seed: int
+) -> tuple[list[int], list[int]]:
+    """Seeded, per-class split of a dataset that has no official test split.
+
+    Within each class the samples are ranked by ``sha256(f"{seed}:{sample_id}")`` and the lowest
+    ``round(fraction * n_class)`` are held out, so every class keeps its share and the result
+    depends only on the ids, labels and seed (never on listing order).
+
+    Returns:
+        ``(kept, held_out)``: sorted index lists.
+
+    Example:
+        >>> ids = [f"{c}/{i}.jpg" for c in "ab" for i in range(10)]
+        >>> kept, held_out = split_held_out(ids, [0] * 10 + [1] * 10, fraction=0.2, seed=0)
+        >>> len(kept), len(held_out)
+        (16, 4)
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction={fraction} must be in (0, 1)")
+    if len(sample_ids) != len(labels):
+        raise ValueError(f"{len(sample_ids)} sample ids but {len(labels)} labels")
+    if len(set(sample_ids)) != len(sample_ids):
+        raise ValueError("sample ids must be unique to derive a stable split")
+    by_class: dict[int, list[int]] = {}
+    for index, label in enumerate(labels):
+        by_class.setdefault(int(label), []).append(index)
+    held_out: list[int] = []
+    for indices in by_class.values():
+        ranked = sorted(indices, key=lambda index: _rank(sample_ids[index], seed))
+        held_out.extend(ranked[: round(fraction * len(indices))])
+    held = set(held_out)
+    return [index for index in range(len(sample_ids)) if index not in held], sorted(held_out)

@@ -1,0 +1,9 @@
+"""Class names of ImageNet-1k in label order (sorted WordNet ids), as open_clip ships them.
+
+``open_clip.zero_shot_metadata.IMAGENET_CLASSNAMES`` is the list from CLIP's
+``notebooks/Prompt_Engineering_for_ImageNet.ipynb``.
+"""
+
+from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES as _OPEN_CLIP_NAMES
+
+IMAGENET_CLASSNAMES: tuple[str, ...] = tuple(_OPEN_CLIP_NAMES)

@@ -1,0 +1,55 @@
+"""Class names of NWPU-RESISC45 (CLIP's prompts.md).
+
+They are the dataset's folder names with ``_`` read as a space; labels follow the sorted folder
+names (``RESISC45_FOLDERS``).
+"""
+
+RESISC45_CLASSNAMES: tuple[str, ...] = (
+    "airplane",
+    "airport",
+    "baseball diamond",
+    "basketball court",
+    "beach",
+    "bridge",
+    "chaparral",
+    "church",
+    "circular farmland",
+    "cloud",
+    "commercial area",
+    "dense residential",
+    "desert",
+    "forest",
+    "freeway",
+    "golf course",
+    "ground track field",
+    "harbor",
+    "industrial area",
+    "intersection",
+    "island",
+    "lake",
+    "meadow",
+    "medium residential",
+    "mobile home park",
+    "mountain",
+    "overpass",
+    "palace",
+    "parking lot",
+    "railway",
+    "railway station",
+    "rectangular farmland",
+    "river",
+    "roundabout",
+    "runway",
+    "sea ice",
+    "ship",
+    "snowberg",
+    "sparse residential",
+    "stadium",
+    "storage tank",
+    "tennis court",
+    "terrace",
+    "thermal power station",
+    "wetland",
+)
+
+RESISC45_FOLDERS: tuple[str, ...] = tuple(name.replace(" ", "_") for name in RESISC45_CLASSNAMES)

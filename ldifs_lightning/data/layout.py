@@ -1,0 +1,81 @@
+"""Checks that a dataset's folder layout is complete, with one-line errors that say what is missing.
+
+Every check runs before any image is read, so a wrong ``root`` fails at once, not mid-epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from ldifs_lightning.data.errors import DatasetNotFoundError, IncompleteDatasetError
+
+
+def preview(items: Sequence[object], limit: int = 5) -> str:
+    """``[a, b, c]`` or ``[a, b, c, d, e, ...] (12 in all)`` for long lists."""
+    shown = ", ".join(str(item) for item in items[:limit])
+    if len(items) <= limit:
+        return f"[{shown}]"
+    return f"[{shown}, ...] ({len(items)} in all)"
+
+
+def require_files(dataset: str, paths: Iterable[Path], how_to_get: str) -> None:
+    """Raise ``DatasetNotFoundError`` naming the missing files and ``how_to_get`` them."""
+    missing = [path for path in paths if not path.exists()]
+    if missing:
+        raise DatasetNotFoundError(f"{dataset}: missing {preview(missing)}; {how_to_get}")
+
+
+def require_class_folders(
+    dataset: str, folder: Path, expected: Sequence[str], exact: bool = True
+) -> None:
+    """Every expected class folder exists under ``folder`` (and, if ``exact``, no other folder).
+
+    Extra folders matter where labels come from the sorted folder names: one stray folder shifts
+    every label after it.
+    """
+    found = sorted(entry.name for entry in folder.iterdir() if entry.is_dir())
+    missing = [name for name in expected if not (folder / name).is_dir()]
+    if missing:
+        raise IncompleteDatasetError(
+            f"{dataset}: {len(expected) - len(missing)} of {len(expected)} class folders found "
+            f"under {folder}; missing: {preview(missing)}"
+        )
+    extra = sorted(set(found) - set(expected)) if exact else []
+    if extra:
+        raise IncompleteDatasetError(
+            f"{dataset}: unexpected folders under {folder}: {preview(extra)}; only the "
+            f"{len(expected)} class folders may be there (labels follow their sorted names)"
+        )
+
+
+def require_listed_files(dataset: str, paths: Sequence[Path], listing: Path | str) -> None:
+    """Every image that an annotation file lists exists."""
+    missing = [path for path in paths if not path.is_file()]
+    if missing:
+        raise IncompleteDatasetError(
+            f"{dataset}: {len(missing)} of {len(paths)} images listed in {listing} are missing: "
+            f"{preview(missing, limit=3)}"
+        )
+
+
+def require_labels(
+    dataset: str, labels: Sequence[int], classnames: Sequence[str], source: Path | str
+) -> None:
+    """Every label names a class, and every class has at least one sample.
+
+    An empty class usually means an incomplete copy; a label past the class list, a wrong file.
+    """
+    beyond = sorted({label for label in labels if not 0 <= label < len(classnames)})
+    if beyond:
+        raise IncompleteDatasetError(
+            f"{dataset}: {source} has labels {preview(beyond)} outside 0..{len(classnames) - 1} "
+            f"({len(classnames)} classes)"
+        )
+    present = set(labels)
+    empty = [name for index, name in enumerate(classnames) if index not in present]
+    if empty:
+        raise IncompleteDatasetError(
+            f"{dataset}: {len(empty)} of {len(classnames)} classes have no images in {source}: "
+            f"{preview(empty)}"
+        )
