@@ -1,16 +1,31 @@
-"""The fine-tuning DataModule: one registry dataset, its splits, transforms and loaders."""
+"""The fine-tuning DataModule: one dataset, its splits, transforms and loaders."""
 
 from __future__ import annotations
 
+import contextvars
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ldifs_lightning.data.registry import get_dataset_info
+from ldifs_lightning.data.errors import CorruptImageError
+from ldifs_lightning.data.imagecheck import find_unreadable_images
+from ldifs_lightning.data.labels import check_labels
+from ldifs_lightning.data.layout import preview
+from ldifs_lightning.data.registry import DatasetInfo, Split, get_dataset_info
 from ldifs_lightning.data.sampling import SeededShuffleSampler, TransformedDataset
 from ldifs_lightning.data.splits import split_train_val
 from ldifs_lightning.data.transforms import eval_transform, train_transform
+from ldifs_lightning.models import check_templates
+
+# Set only while ``FineTuneDataModule.from_datasets`` constructs the module: the entry to use
+# instead of a registry lookup, so the constructor keeps plain, CLI-friendly arguments.
+_USER_DATASET: contextvars.ContextVar[DatasetInfo | None] = contextvars.ContextVar(
+    "user_dataset", default=None
+)
 
 
 def _check_cap(name: str, value: int | None) -> None:
@@ -23,18 +38,22 @@ def _first(indices: list[int], cap: int | None) -> list[int]:
 
 
 class FineTuneDataModule(LightningDataModule):
-    """Train/val/test loaders over a registered dataset.
+    """Train/val/test loaders over a registered dataset or a user's own datasets.
 
     Val is a seeded split of the official train split (derived from sample ids, capped at
-    ``max_val_samples``); test is the official test split. ``classnames`` and ``templates`` are
-    available right after construction, so LightningCLI links them into the model.
+    ``max_val_samples``); test is the official test split, or the dataset's documented seeded
+    split where it has none. ``classnames`` and ``templates`` are available right after
+    construction, so LightningCLI links them into the model. Before any image is decoded for
+    training, the dataset's layout is validated and (by default) every image file's header is
+    checked, so a bad copy fails at ``setup`` with a one-line error naming what is wrong.
 
     Args:
         dataset: Registry name (see ``ldifs_lightning.data.list_datasets()``).
-        root: Folder holding the dataset files (unused by generated datasets).
+        root: Folder holding the datasets; each lives in its own subfolder (``ROOT/eurosat``, ...).
         batch_size: Samples per batch, per device.
         num_workers: DataLoader worker processes.
-        download: Let the loader download missing files where it can.
+        download: Let the loader download missing files where it can (on rank 0, in
+            ``prepare_data``).
         image_size: Side of the model's square input (224 for ViT-B/32, 32 for the tiny models).
         val_fraction: Fraction of the official train split held out for validation.
         max_val_samples: Cap on the validation split's size.
@@ -42,6 +61,13 @@ class FineTuneDataModule(LightningDataModule):
         shuffle_seed: Seed of the shuffle order and augmentations (with the epoch number).
         max_train_samples: Use only the first N train samples (by index), or null for all.
         max_test_samples: Use only the first N test samples, or null for all.
+        custom_templates: Prompt templates replacing the dataset's CLIP set (the ``templates``
+            property), or null to keep it.
+        verify_checksums: Compare CIFAR, SVHN and STL-10 files with the official md5 sums; set
+            false to use a copy you made or modified (torchvision always checks).
+        image_check: Before training, open every image file and check its ``"header"`` (fast),
+            decode it ``"full"`` (also finds truncated files), or check ``"none"``.
+        skip_corrupt: Leave unreadable image files out (with a warning) instead of failing.
 
     Example:
         >>> data = FineTuneDataModule("shapes", image_size=32, batch_size=64)
@@ -63,9 +89,14 @@ class FineTuneDataModule(LightningDataModule):
         shuffle_seed: int = 0,
         max_train_samples: int | None = None,
         max_test_samples: int | None = None,
+        # Not "templates": Lightning refuses a key that the model's hparams hold with another value.
+        custom_templates: list[str] | None = None,
+        verify_checksums: bool = True,
+        image_check: Literal["header", "full", "none"] = "header",
+        skip_corrupt: bool = False,
     ) -> None:
         super().__init__()
-        self.info = get_dataset_info(dataset)
+        self.info = _USER_DATASET.get() or get_dataset_info(dataset)
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be at least 1")
         if not 0.0 < val_fraction < 1.0:
@@ -76,11 +107,73 @@ class FineTuneDataModule(LightningDataModule):
             ("max_val_samples", max_val_samples),
         ]:
             _check_cap(name, cap)
+        if image_check not in ("header", "full", "none"):
+            raise ValueError(f"image_check={image_check!r} must be 'header', 'full' or 'none'")
+        if custom_templates is not None:
+            check_templates(custom_templates)
         self.save_hyperparameters()
         self.root = Path(root)
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
+
+    @classmethod
+    def from_datasets(
+        cls,
+        train_dataset: Dataset,
+        classnames: Sequence[str],
+        test_dataset: Dataset | None = None,
+        templates: Sequence[str] = ("a photo of a {}.",),
+        name: str = "custom",
+        **kwargs,
+    ) -> FineTuneDataModule:
+        """A DataModule over your own datasets of ``(PIL image, int label)``.
+
+        Labels must lie in ``0 .. len(classnames) - 1``; this is checked at ``setup`` (from a
+        ``targets`` or ``labels`` attribute when the dataset has one, else as samples are read).
+        A ``sample_ids`` attribute (one stable string per sample) makes the train/val split
+        independent of sample order; without it the split follows the sample index.
+
+        Args:
+            train_dataset: The training data; val is split off it as for registry datasets.
+            classnames: One human-readable name per label, in label order.
+            test_dataset: The test data, or None (then ``trainer.test`` fails with a clear error).
+            templates: Prompt templates with one ``{}`` each, for the zero-shot head.
+            name: Name used in messages and saved hyper-parameters.
+            **kwargs: Any other ``FineTuneDataModule`` argument except ``dataset`` and
+                ``custom_templates``.
+
+        Example:
+            >>> from torchvision.datasets import FakeData
+            >>> data = FineTuneDataModule.from_datasets(
+            ...     FakeData(size=20, num_classes=2), ["cat", "dog"], image_size=32
+            ... )
+            >>> data.classnames
+            ('cat', 'dog')
+        """
+        if not classnames:
+            raise ValueError("classnames is empty: give one name per label of your dataset")
+        check_templates(templates)
+        datasets: dict[str, Dataset | None] = {"train": train_dataset, "test": test_dataset}
+
+        def load(root: Path, split: Split, download: bool = False) -> Dataset:
+            dataset = datasets[split]
+            if dataset is None:
+                raise ValueError(f"{name}: no test dataset; pass test_dataset= to from_datasets")
+            return dataset
+
+        info = DatasetInfo(
+            name=name,
+            classnames=tuple(classnames),
+            templates=tuple(templates),
+            load=load,
+            description="user-provided datasets",
+        )
+        token = _USER_DATASET.set(info)
+        try:
+            return cls(dataset=name, **kwargs)
+        finally:
+            _USER_DATASET.reset(token)
 
     @property
     def classnames(self) -> tuple[str, ...]:
@@ -88,25 +181,71 @@ class FineTuneDataModule(LightningDataModule):
 
     @property
     def templates(self) -> tuple[str, ...]:
-        return self.info.templates
+        custom = self.hparams.custom_templates
+        return self.info.templates if custom is None else tuple(custom)
 
     @property
     def num_classes(self) -> int:
         return len(self.info.classnames)
 
+    def _load(self, split: Split, download: bool) -> Dataset:
+        options = {}
+        if "verify_checksums" in self.info.load_options:
+            options["verify_checksums"] = self.hparams.verify_checksums
+        return self.info.load(self.root, split, download, **options)
+
+    def prepare_data(self) -> None:
+        """Download missing files (Lightning runs this on one process per node)."""
+        if self.hparams.download:
+            for split in ("train", "test"):
+                self._load(split, download=True)
+
+    def _readable_indices(self, dataset: Dataset, split: Split) -> list[int]:
+        """Indices of the samples to use: all, or all but unreadable image files."""
+        everything = list(range(len(dataset)))  # type: ignore[arg-type]
+        paths = getattr(dataset, "paths", None)
+        if paths is None:
+            return everything
+        bad = find_unreadable_images(paths, self.hparams.image_check)
+        if not bad:
+            return everything
+        where = f"{self.info.name} {split}"
+        if not self.hparams.skip_corrupt:
+            path, reason = bad[0]
+            raise CorruptImageError(
+                f"{where}: {len(bad)} unreadable image file(s), first {path} ({reason}); replace "
+                f"or delete them, or set skip_corrupt: true to leave them out"
+            )
+        rank_zero_warn(
+            f"{where}: leaving out {len(bad)} unreadable image file(s): "
+            f"{preview([str(path) for path, _ in bad], limit=3)}"
+        )
+        bad_paths = {path for path, _ in bad}
+        return [
+            index for index, path in zip(everything, paths, strict=True) if path not in bad_paths
+        ]
+
+    def _official(self, split: Split) -> tuple[Dataset, list[int]]:
+        dataset = self._load(split, self.hparams.download)
+        dataset = check_labels(dataset, self.num_classes, f"{self.info.name} {split}")
+        return dataset, self._readable_indices(dataset, split)
+
     def setup(self, stage: str) -> None:
         hp = self.hparams
         if stage in ("fit", "validate") and self.train_set is None:
-            official = self.info.load(self.root, "train", hp.download)
-            ids = getattr(official, "sample_ids", None) or [str(i) for i in range(len(official))]
+            official, usable = self._official("train")
+            all_ids = getattr(official, "sample_ids", None) or [
+                str(index) for index in range(len(official))
+            ]
+            ids = [all_ids[index] for index in usable]
             train, val = split_train_val(ids, hp.val_fraction, hp.split_seed, hp.max_val_samples)
-            self.train_set = Subset(official, _first(train, hp.max_train_samples))
-            self.val_set = Subset(official, val)
-        if stage in ("test", "predict") and self.test_set is None:
-            official = self.info.load(self.root, "test", hp.download)
-            self.test_set = Subset(
-                official, _first(list(range(len(official))), hp.max_test_samples)
+            self.train_set = Subset(
+                official, _first([usable[i] for i in train], hp.max_train_samples)
             )
+            self.val_set = Subset(official, [usable[i] for i in val])
+        if stage in ("test", "predict") and self.test_set is None:
+            official, usable = self._official("test")
+            self.test_set = Subset(official, _first(usable, hp.max_test_samples))
 
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
         hp = self.hparams

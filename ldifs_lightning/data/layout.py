@@ -29,7 +29,8 @@ def require_files(dataset: str, paths: Iterable[Path], how_to_get: str) -> None:
 def require_class_folders(
     dataset: str, folder: Path, expected: Sequence[str], exact: bool = True
 ) -> None:
-    """Every expected class folder exists under ``folder`` (and, if ``exact``, no other folder).
+    """Every expected class folder exists under ``folder`` and holds something (and, if ``exact``,
+    there is no other folder).
 
     Extra folders matter where labels come from the sorted folder names: one stray folder shifts
     every label after it.
@@ -40,6 +41,12 @@ def require_class_folders(
         raise IncompleteDatasetError(
             f"{dataset}: {len(expected) - len(missing)} of {len(expected)} class folders found "
             f"under {folder}; missing: {preview(missing)}"
+        )
+    empty = [name for name in expected if not any((folder / name).iterdir())]
+    if empty:
+        raise IncompleteDatasetError(
+            f"{dataset}: {len(empty)} of {len(expected)} class folders under {folder} are empty: "
+            f"{preview(empty)}"
         )
     extra = sorted(set(found) - set(expected)) if exact else []
     if extra:

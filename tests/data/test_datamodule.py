@@ -1,7 +1,9 @@
 import pytest
 import torch
+from torchvision.datasets import FakeData
 
 from ldifs_lightning.data import FineTuneDataModule, list_datasets
+from ldifs_lightning.data.errors import ChecksumMismatchError
 
 
 def test_shapes_is_registered():
@@ -40,3 +42,71 @@ def test_shuffle_and_augmentation_depend_only_on_seed_and_epoch():
 def test_bad_caps_are_rejected():
     with pytest.raises(ValueError, match="max_train_samples=0 must be a positive number"):
         FineTuneDataModule("shapes", max_train_samples=0)
+
+
+def _val_ids(data: FineTuneDataModule) -> list[str]:
+    official = data.val_set.dataset
+    return sorted(official.sample_ids[index] for index in data.val_set.indices)
+
+
+def test_registry_dataset_splits_from_the_files(fake_copies):
+    copy = fake_copies["eurosat"]
+    data = FineTuneDataModule("eurosat", root=str(copy.root), image_size=32, batch_size=8)
+    data.setup("fit")
+    data.setup("test")
+    assert len(data.val_set) == round(0.1 * copy.num_train)
+    assert len(data.train_set) + len(data.val_set) == copy.num_train
+    assert len(data.test_set) == copy.num_test
+    images, labels = next(iter(data.train_dataloader()))
+    assert images.shape == (8, 3, 32, 32) and labels.dtype == torch.int64
+
+
+def test_val_split_is_the_same_whatever_the_listing_order(fake_copies, request):
+    root = str(fake_copies["sun397"].root)
+    first = FineTuneDataModule("sun397", root=root, image_size=32)
+    first.setup("fit")
+    request.getfixturevalue("reversed_listing")
+    second = FineTuneDataModule("sun397", root=root, image_size=32)
+    second.setup("fit")
+    assert _val_ids(first) == _val_ids(second) and len(_val_ids(first)) == 40
+
+
+def test_grey_images_become_three_channels(fake_copies):
+    data = FineTuneDataModule("mnist", root=str(fake_copies["mnist"].root), image_size=32)
+    data.setup("test")
+    images, _ = next(iter(data.test_dataloader()))
+    assert images.shape[1:] == (3, 32, 32)
+
+
+def test_verify_checksums_reaches_the_loader(fake_copies):
+    root = str(fake_copies["cifar10"].root)
+    with pytest.raises(ChecksumMismatchError):
+        FineTuneDataModule("cifar10", root=root, image_size=32).setup("fit")
+    data = FineTuneDataModule("cifar10", root=root, image_size=32, verify_checksums=False)
+    data.setup("fit")
+    assert len(data.train_set) + len(data.val_set) == fake_copies["cifar10"].num_train
+
+
+def test_templates_can_replace_the_dataset_set():
+    assert FineTuneDataModule("imagenet").templates[0] == "a bad photo of a {}."
+    data = FineTuneDataModule("imagenet", custom_templates=["itap of a {}."])
+    assert data.templates == ("itap of a {}.",) and len(data.classnames) == 1000
+
+
+def test_user_datasets_with_class_names():
+    train = FakeData(size=40, image_size=(3, 16, 16), num_classes=3, random_offset=0)
+    test = FakeData(size=12, image_size=(3, 16, 16), num_classes=3, random_offset=1000)
+    data = FineTuneDataModule.from_datasets(
+        train,
+        ["cat", "dog", "bird"],
+        test_dataset=test,
+        templates=["a {}."],
+        batch_size=4,
+        image_size=32,
+    )
+    assert data.classnames == ("cat", "dog", "bird") and data.templates == ("a {}.",)
+    data.setup("fit")
+    data.setup("test")
+    assert (len(data.train_set), len(data.val_set), len(data.test_set)) == (36, 4, 12)
+    images, labels = next(iter(data.test_dataloader()))
+    assert images.shape == (4, 3, 32, 32) and int(labels.max()) < 3
