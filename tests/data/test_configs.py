@@ -1,0 +1,113 @@
+"""configs/data/*.yaml + configs/methods/ldifs.yaml: the paper's runs, checked on tiny copies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ldifs_lightning.cli import main
+from ldifs_lightning.data import get_dataset_info
+from tests.data.fake_datasets import CHECKSUMMED
+
+REPO = Path(__file__).resolve().parents[2]
+DATA_CONFIGS = sorted((REPO / "configs" / "data").glob("*.yaml"))
+METHOD = REPO / "configs" / "methods" / "ldifs.yaml"
+REFERENCE_EPOCHS = {
+    "cars": 35,
+    "dtd": 76,
+    "eurosat": 12,
+    "gtsrb": 11,
+    "mnist": 10,
+    "cifar10": 10,
+    "cifar100": 10,
+    "resisc45": 15,
+    "sun397": 14,
+    "svhn": 10,
+    "imagenet": 10,
+    "stl10": 10,
+}
+
+
+def test_there_is_a_config_per_dataset():
+    assert sorted(path.stem for path in DATA_CONFIGS) == sorted(REFERENCE_EPOCHS)
+
+
+@pytest.mark.parametrize("config", DATA_CONFIGS, ids=lambda path: path.stem)
+def test_data_config_holds_the_reference_setup(config):
+    loaded = yaml.safe_load(config.read_text())
+    init_args = loaded["data"]["init_args"]
+    assert loaded["data"]["class_path"] == "ldifs_lightning.data.FineTuneDataModule"
+    assert init_args["dataset"] == config.stem
+    get_dataset_info(config.stem)  # a registered name
+    assert loaded["trainer"]["max_epochs"] == REFERENCE_EPOCHS[config.stem]
+    assert (init_args["batch_size"], init_args["image_size"]) == (128, 224)
+    assert (init_args["val_fraction"], init_args["max_val_samples"]) == (0.1, 20_000)
+
+
+def test_method_config_holds_the_reference_hyper_parameters():
+    loaded = yaml.safe_load(METHOD.read_text())
+    init_args = loaded["model"]["init_args"]
+    assert loaded["model"]["class_path"] == "ldifs_lightning.LDIFSModule"
+    assert (init_args["model_name"], init_args["pretrained"]) == ("ViT-B-32", "openai")
+    assert (init_args["lr"], init_args["weight_decay"], init_args["warmup_steps"]) == (
+        1e-5,
+        0.1,
+        500,
+    )
+    assert (init_args["ldifs_weight"], init_args["normalize"]) == (10.0, "token")
+    assert loaded["trainer"] == {"precision": "32-true", "gradient_clip_val": 1.0}
+
+
+@pytest.mark.parametrize("config", [*DATA_CONFIGS, METHOD], ids=lambda path: path.stem)
+def test_every_key_is_commented(config):
+    lines = config.read_text().splitlines()
+    structural = ("trainer:", "model:", "data:", "class_path:", "init_args:")
+    for number, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#") or stripped.startswith(structural):
+            continue
+        assert lines[number - 1].strip().startswith("#"), f"{config.name}:{number + 1}: {line}"
+
+
+@pytest.mark.parametrize("config", DATA_CONFIGS, ids=lambda path: path.stem)
+def test_paper_run_config_runs_on_a_tiny_copy(config, fake_copies, tmp_path):
+    name = config.stem
+    extra = []
+    if name in CHECKSUMMED:
+        extra += ["--data.init_args.verify_checksums", "false"]
+    if name == "imagenet":  # 1000 classes x 80 templates would take the tiny text tower ~20 s
+        extra += ["--data.init_args.custom_templates", '["a photo of a {}."]']
+    main(
+        [
+            "fit",
+            "--config",
+            str(config),
+            "--config",
+            str(METHOD),
+            "--trainer.fast_dev_run",
+            "1",
+            "--model.init_args.model_name",
+            "ldifs-tiny-vit",
+            "--model.init_args.pretrained",
+            "null",
+            "--data.init_args.image_size",
+            "32",
+            "--data.init_args.root",
+            str(fake_copies[name].root),
+            "--data.init_args.batch_size",
+            "4",
+            "--data.init_args.num_workers",
+            "0",
+            "--data.init_args.download",
+            "false",
+            "--trainer.default_root_dir",
+            str(tmp_path),
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.enable_model_summary",
+            "false",
+            *extra,
+        ]
+    )
