@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from ldifs_lightning.data import get_dataset_info, list_datasets
@@ -63,3 +66,10 @@ def test_sun397_names_follow_the_class_file_not_clip_alphabetical_order():
     assert SUN397_CLASSNAMES[SUN397_FOLDERS.index("t/theater/indoor_procenium")] == (
         "theater indoor procenium"
     )
+
+
+def test_docs_table_matches_the_registry():
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "datasets.md").read_text()
+    rows = re.findall(r"^\| `([a-z0-9]+)` \| [^|]+ \| ([\d,]+) \|", docs, flags=re.MULTILINE)
+    documented = {name: int(count.replace(",", "")) for name, count in rows}
+    assert documented == {**COUNTS, "shapes": 8}

@@ -1,3 +1,5 @@
+import urllib.request
+
 import pytest
 import torch
 from torchvision.datasets import FakeData
@@ -110,3 +112,42 @@ def test_user_datasets_with_class_names():
     assert (len(data.train_set), len(data.val_set), len(data.test_set)) == (36, 4, 12)
     images, labels = next(iter(data.test_dataloader()))
     assert images.shape == (4, 3, 32, 32) and int(labels.max()) < 3
+
+
+class _NoNetwork(Exception):
+    pass
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise _NoNetwork("a download was attempted")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+
+
+DOWNLOADABLE = [
+    "cifar10",
+    "cifar100",
+    "dtd",
+    "eurosat",
+    "gtsrb",
+    "mnist",
+    "stl10",
+    "sun397",
+    "svhn",
+]
+
+
+@pytest.mark.parametrize("name", DOWNLOADABLE)
+def test_download_never_fetches_over_a_complete_copy(name, fake_copies, no_network):
+    data = FineTuneDataModule(
+        name, root=str(fake_copies[name].root), download=True, verify_checksums=False
+    )
+    data.prepare_data()
+
+
+def test_download_asks_torchvision_for_missing_files(tmp_path, no_network):
+    data = FineTuneDataModule("eurosat", root=str(tmp_path), download=True)
+    with pytest.raises(_NoNetwork):
+        data.prepare_data()
