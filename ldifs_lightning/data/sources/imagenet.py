@@ -25,6 +25,7 @@ from ldifs_lightning.data.errors import DatasetNotFoundError, IncompleteDatasetE
 from ldifs_lightning.data.images import ImageFileDataset
 from ldifs_lightning.data.layout import preview, require_class_folders, require_labels
 from ldifs_lightning.data.registry import DatasetInfo, Split, register_dataset
+from ldifs_lightning.data.scipy_check import require_scipy
 from ldifs_lightning.data.templates import IMAGENET_TEMPLATES
 
 _FOLDER = {"train": "train", "test": "val"}
@@ -38,16 +39,16 @@ def _archive(kind: str) -> str:
 def load_imagenet(root: Path, split: Split, download: bool = False) -> Dataset:
     """ImageNet's official train (1,281,167 images) or validation (50,000, used as test) split."""
     base_folder = Path(root) / "imagenet"
-    folder = base_folder / _FOLDER[split]
-    archive_kind = _FOLDER[split]
+    folder_name = _FOLDER[split]  # also the key of its archive in torchvision's ARCHIVE_META
+    folder = base_folder / folder_name
     has_meta = (base_folder / META_FILE).is_file()
     has_devkit = (base_folder / ARCHIVE_META["devkit"][0]).is_file()
-    has_images = folder.is_dir() or (base_folder / ARCHIVE_META[archive_kind][0]).is_file()
+    has_images = folder.is_dir() or (base_folder / ARCHIVE_META[folder_name][0]).is_file()
     missing = []
     if not (has_meta or has_devkit):
         missing.append(f"{META_FILE} or {_archive('devkit')}")
     if not has_images:
-        missing.append(f"{_FOLDER[split]}/<wnid>/*.JPEG or {_archive(archive_kind)}")
+        missing.append(f"{folder_name}/<wnid>/*.JPEG or {_archive(folder_name)}")
     if missing:
         raise DatasetNotFoundError(
             f"imagenet: {base_folder} lacks {' and '.join(missing)}; ImageNet cannot be downloaded "
@@ -57,12 +58,14 @@ def load_imagenet(root: Path, split: Split, download: bool = False) -> Dataset:
     if has_meta and folder.is_dir():
         wnids = sorted(torch.load(base_folder / META_FILE, weights_only=True)[0])
         if len(wnids) != len(IMAGENET_CLASSNAMES):
-            raise DatasetNotFoundError(
+            raise IncompleteDatasetError(
                 f"imagenet: {base_folder / META_FILE} lists {len(wnids)} classes, expected "
                 f"{len(IMAGENET_CLASSNAMES)}: {preview(wnids)}"
             )
         require_class_folders("imagenet", folder, wnids)
-    base = ImageNet(str(base_folder), split=_FOLDER[split])
+    if not has_meta:
+        require_scipy("imagenet")  # torchvision reads the devkit's meta.mat to make meta.bin
+    base = ImageNet(str(base_folder), split=folder_name)
     if len(base.wnids) != len(IMAGENET_CLASSNAMES):
         raise IncompleteDatasetError(
             f"imagenet: {len(base.wnids)} of {len(IMAGENET_CLASSNAMES)} class folders found "
