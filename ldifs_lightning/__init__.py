@@ -2,6 +2,8 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from ldifs_lightning.callbacks import ConceptForgettingCallback
+from ldifs_lightning.evaluation.forgetting import measure_forgetting
 from ldifs_lightning.modules import LDIFSModule
 
 try:
@@ -9,4 +11,4 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["LDIFSModule", "__version__"]
+__all__ = ["ConceptForgettingCallback", "LDIFSModule", "__version__", "measure_forgetting"]

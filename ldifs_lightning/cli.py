@@ -7,6 +7,8 @@ ldifs fit --config configs/demo/ldifs.yaml --print_config
 
 from __future__ import annotations
 
+import sys
+
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
@@ -34,7 +36,19 @@ class LDIFSCLI(LightningCLI):
 
 
 def main(args: list[str] | None = None) -> None:
-    """Run the CLI; ``args`` replaces ``sys.argv[1:]`` (for tests and notebooks)."""
+    """Run the CLI; ``args`` replaces ``sys.argv[1:]`` (for tests and notebooks).
+
+    ``ldifs export --ckpt_path CKPT --output_dir DIR`` writes an open_clip model folder; every
+    other subcommand is LightningCLI's.
+    """
+    argv = sys.argv[1:] if args is None else list(args)
+    if argv[:1] == ["export"]:
+        from jsonargparse import auto_cli
+
+        from ldifs_lightning.export import export_checkpoint
+
+        auto_cli(export_checkpoint, args=argv[1:], as_positional=False)
+        return
     LDIFSCLI(
         LDIFSModule,
         LightningDataModule,

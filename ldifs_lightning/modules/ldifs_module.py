@@ -1,4 +1,11 @@
-"""The fine-tuning LightningModule: CLIP image encoder + zero-shot-initialised head + LDIFS."""
+"""The fine-tuning LightningModule: LDIFS and the paper's baselines in one family.
+
+A run is a task loss (cross-entropy, label-smoothed cross-entropy, FLYP contrastive, FLYP-CE) plus
+at most one regulariser towards the pre-trained encoder (LDIFS in feature space, L2SP in parameter
+space), a head initialisation (zero-shot, linear probe, random) and a choice of what trains (the
+encoder + head, the head only, or both towers for FLYP). Each choice is a typed argument; the
+module picks the matching method once, in ``__init__``.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
+from open_clip import ClipLoss
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -24,12 +32,28 @@ from ldifs_lightning.models import (
     image_size_of,
     register_model_config,
 )
+from ldifs_lightning.models.text_tower import TextTower, sample_captions
+from ldifs_lightning.modules.probe_head import fit_probe_head
 from ldifs_lightning.modules.schedule import warmup_cosine_factor
+from ldifs_lightning.regularizers import l2sp_penalty
 from ldifs_lightning.regularizers.ldifs import check_normalize, ldifs_distance
+
+TaskLoss = Literal["cross_entropy", "flyp", "flyp_ce"]
+HeadInit = Literal["zeroshot", "linear_probe", "random"]
+Trainable = Literal["encoder", "head", "both_towers"]
 
 # Set while load_from_checkpoint builds the module: every weight then comes from the checkpoint,
 # so pre-trained weights are not fetched and the head is not rebuilt from the text tower.
 _WEIGHTS_FROM_CHECKPOINT = contextvars.ContextVar("weights_from_checkpoint", default=False)
+
+
+@contextlib.contextmanager
+def _weights_from_checkpoint() -> Iterator[None]:
+    token = _WEIGHTS_FROM_CHECKPOINT.set(True)
+    try:
+        yield
+    finally:
+        _WEIGHTS_FROM_CHECKPOINT.reset(token)
 
 
 @contextlib.contextmanager
@@ -47,23 +71,41 @@ def _attention_fast_path_disabled() -> Iterator[None]:
         torch.backends.mha.set_fastpath_enabled(previous)
 
 
-@contextlib.contextmanager
-def _weights_from_checkpoint() -> Iterator[None]:
-    token = _WEIGHTS_FROM_CHECKPOINT.set(True)
-    try:
-        yield
-    finally:
-        _WEIGHTS_FROM_CHECKPOINT.reset(token)
+def _check_choices(
+    loss: str, trainable: str, head_init: str, ldifs_weight: float, l2sp_weight: float
+) -> None:
+    """One-line errors for option combinations that do not make a method."""
+    if ldifs_weight > 0 and l2sp_weight > 0:
+        raise ValueError(
+            f"ldifs_weight={ldifs_weight} and l2sp_weight={l2sp_weight}: use at most one "
+            "regulariser (set the other weight to 0)"
+        )
+    if trainable == "head" and (ldifs_weight > 0 or l2sp_weight > 0):
+        raise ValueError(
+            "trainable='head' (linear probing) keeps the encoder fixed, so a regulariser has "
+            "nothing to do: set ldifs_weight and l2sp_weight to 0"
+        )
+    flyp = loss in ("flyp", "flyp_ce")
+    if flyp != (trainable == "both_towers"):
+        raise ValueError(
+            f"loss={loss!r} with trainable={trainable!r}: FLYP losses (flyp, flyp_ce) train "
+            "both towers and need trainable='both_towers'; other losses need 'encoder' or 'head'"
+        )
+    if flyp and head_init != "zeroshot":
+        raise ValueError(
+            f"head_init={head_init!r} with loss={loss!r}: FLYP classifies with the current text "
+            "tower, so its head is always zero-shot (head_init='zeroshot')"
+        )
 
 
 class LDIFSModule(LightningModule):
-    """Fine-tune a CLIP image encoder with cross-entropy + ``ldifs_weight`` x LDIFS distance.
+    """Fine-tune a CLIP image encoder: task loss + ``ldifs_weight`` x LDIFS (or L2SP).
 
-    Holds the trainable image encoder, a frozen copy of it (only when ``ldifs_weight > 0``; never
-    trained, always in eval mode, outside the optimizer) and a linear head initialised from the
-    zero-shot text embeddings of ``classnames`` x ``templates``. The text tower is used once to
-    build the head and then dropped. The trainable encoder runs once per step: the taps are
-    recorded with forward hooks on the same forward that produces the logits.
+    By default this is LDIFS: cross-entropy on a zero-shot-initialised head plus ``ldifs_weight``
+    times the LDIFS distance between the encoder's taps and those of a frozen copy of the
+    pre-trained encoder (never trained, always in eval mode, outside the optimizer). The trainable
+    encoder runs once per step: the taps are recorded with forward hooks on the same forward that
+    produces the logits. Other options give the paper's baselines (see the README's table).
 
     Args:
         classnames: One human-readable name per class, in label order (LightningCLI links it from
@@ -72,14 +114,23 @@ class LDIFSModule(LightningModule):
         model_name: open_clip architecture, e.g. ``"ViT-B-32"`` or ``"ldifs-tiny-vit"``.
         pretrained: open_clip tag (``"openai"``), local checkpoint path, or null (random init).
         model_config: Optional path to a JSON model config (or folder of them) to register first.
-        ldifs_weight: lambda, the weight of the LDIFS term; 0 is plain fine-tuning (FT).
+        ldifs_weight: lambda, the weight of the LDIFS term; 0 disables it.
         normalize: Feature normalisation inside LDIFS: ``"token"`` (reference code, default),
             ``"channel"`` (LPIPS-style) or ``"none"``.
         taps: Encoder module names whose outputs LDIFS compares; null uses the defaults.
+        l2sp_weight: alpha, the weight of ``sum ||theta - theta_0||^2`` over encoder parameters.
+        loss: ``cross_entropy`` (with ``label_smoothing``), ``flyp`` (CLIP contrastive loss on
+            class-templated captions) or ``flyp_ce`` (cross-entropy over class captions).
+        label_smoothing: Label smoothing of the cross-entropy (LS baseline: 0.1).
+        head_init: ``zeroshot`` (text embeddings), ``linear_probe`` (LP-FT: a probe fitted on the
+            training set's features at fit start) or ``random``.
+        trainable: ``encoder`` (encoder + head), ``head`` (linear probing, LP) or ``both_towers``
+            (FLYP: image and text towers).
         lr: Peak learning rate of AdamW.
         weight_decay: AdamW weight decay (applied to every trainable parameter).
         warmup_steps: Linear warm-up steps before the cosine decay.
         text_batch_size: Captions per batch when building the zero-shot head.
+        seed: Seed of the FLYP caption sampling (with the global step).
 
     Example:
         >>> module = LDIFSModule(["cat", "dog"], model_name="ldifs-tiny-vit", pretrained=None)
@@ -97,47 +148,85 @@ class LDIFSModule(LightningModule):
         ldifs_weight: float = 10.0,
         normalize: Literal["token", "channel", "none"] = "token",
         taps: list[str] | None = None,
+        l2sp_weight: float = 0.0,
+        loss: TaskLoss = "cross_entropy",
+        label_smoothing: float = 0.0,
+        head_init: HeadInit = "zeroshot",
+        trainable: Trainable = "encoder",
         lr: float = 1e-5,
         weight_decay: float = 0.1,
         warmup_steps: int = 500,
         text_batch_size: int = 256,
+        seed: int = 0,
     ) -> None:
         super().__init__()
-        if ldifs_weight < 0:
-            raise ValueError(f"ldifs_weight={ldifs_weight} must be >= 0 (0 is plain fine-tuning)")
+        for name, weight in [("ldifs_weight", ldifs_weight), ("l2sp_weight", l2sp_weight)]:
+            if weight < 0:
+                raise ValueError(f"{name}={weight} must be >= 0 (0 disables the regulariser)")
         check_normalize(normalize)
         if not classnames:
             raise ValueError("classnames is empty: give one name per class of the task")
         check_templates(templates)
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing={label_smoothing} must be in [0, 1)")
         if lr <= 0 or weight_decay < 0 or warmup_steps < 0:
             raise ValueError(
                 f"need lr > 0, weight_decay >= 0, warmup_steps >= 0; got lr={lr}, "
                 f"weight_decay={weight_decay}, warmup_steps={warmup_steps}"
             )
+        _check_choices(loss, trainable, head_init, ldifs_weight, l2sp_weight)
         if model_config is not None:
             register_model_config(model_config)
         self.save_hyperparameters()
         self.classnames = list(classnames)
+        self.templates = list(templates)
 
         from_checkpoint = _WEIGHTS_FROM_CHECKPOINT.get()
         clip = create_clip(model_name, None if from_checkpoint else pretrained)
         self.image_encoder: nn.Module = clip.visual
         self.tap_names = FeatureTaps(self.image_encoder, taps).names  # validates names early
-        if from_checkpoint:
-            self.head = nn.Linear(clip.text_projection.shape[1], len(self.classnames))
+        embed_dim = clip.text_projection.shape[1]
+        if from_checkpoint or head_init == "random":
+            self.head = nn.Linear(embed_dim, len(self.classnames))
         else:
-            tokenizer = get_tokenizer(model_name)
             self.head = build_zero_shot_head(
-                clip, tokenizer, self.classnames, templates, batch_size=text_batch_size
+                clip, get_tokenizer(model_name), self.classnames, templates, text_batch_size
             )
-        del clip  # the text tower is only needed for the head
+        # Whether the head still needs its linear-probe initialisation (saved in checkpoints), and
+        # the head as initialised: WiSE-FT interpolates towards it.
+        self.register_buffer("head_ready", torch.tensor(head_init != "linear_probe"))
+        self.register_buffer("initial_head_weight", self.head.weight.detach().clone())
+        self.register_buffer("initial_head_bias", self.head.bias.detach().clone())
 
+        # The frozen pre-trained encoder: LDIFS runs it, L2SP reads its parameters.
         self.reference_encoder: nn.Module | None = None
-        if ldifs_weight > 0:
+        if ldifs_weight > 0 or l2sp_weight > 0:
             self.reference_encoder = copy.deepcopy(self.image_encoder)
             self.reference_encoder.requires_grad_(False)
             self.reference_encoder.eval()
 
+        self.text_tower: TextTower | None = None
+        if trainable == "both_towers":
+            self.text_tower = TextTower(clip, model_name)
+            self.head.requires_grad_(False)  # FLYP classifies with the current text tower
+        if trainable == "head":
+            self.image_encoder.requires_grad_(False)
+        del clip  # without FLYP the text tower is only needed for the head
+
+        self._task_loss = {
+            "cross_entropy": self._cross_entropy,
+            "flyp": self._flyp,
+            "flyp_ce": self._flyp_ce,
+        }[loss]
+        # (name logged as train/<name>, weight, raw distance): at most one regulariser is active.
+        self._penalty_name, self._penalty_weight, self._penalty = "ldifs", 0.0, None
+        if ldifs_weight > 0:
+            self._penalty_name, self._penalty_weight = "ldifs", ldifs_weight
+            self._penalty = self._ldifs_distance
+        elif l2sp_weight > 0:
+            self._penalty_name, self._penalty_weight = "l2sp", l2sp_weight
+            self._penalty = self._l2sp_distance
+        self._clip_loss: ClipLoss | None = None
         num_classes = len(self.classnames)
         self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
@@ -158,38 +247,101 @@ class LDIFSModule(LightningModule):
         super().train(mode)
         if self.reference_encoder is not None:
             self.reference_encoder.eval()  # the frozen copy is never put in train mode
+        if self.hparams.trainable == "head":
+            self.image_encoder.eval()  # linear probing: fixed features (BatchNorm stats too)
         return self
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Class logits: the head applied to l2-normalised image embeddings."""
         return self.head(F.normalize(self.image_encoder(images), dim=-1))
 
-    def _loss_terms(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits and the LDIFS distance from one forward of the trainable encoder."""
-        if self.reference_encoder is None:
-            return self(images), images.new_zeros(())
-        with FeatureTaps(self.image_encoder, self.tap_names) as taps:
-            embedding = self.image_encoder(images)
+    # ----------------------------------------------------------------------- task losses
+    def _cross_entropy(
+        self, embedding: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.head(F.normalize(embedding, dim=-1))
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
+        return loss, logits
+
+    def _caption_generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.hparams.seed * 1_000_003 + self.global_step)
+
+    def _flyp(self, embedding: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, None]:
+        captions = sample_captions(
+            self.classnames, self.templates, labels, self._caption_generator()
+        )
+        text = self.text_tower.encode(captions)
+        if self._clip_loss is None:
+            world = self.trainer.world_size if self._trainer else 1
+            rank = self.trainer.global_rank if self._trainer else 0
+            self._clip_loss = ClipLoss(gather_with_grad=True, rank=rank, world_size=world)
+        image = F.normalize(embedding, dim=-1)
+        return self._clip_loss(image, text, self.text_tower.logit_scale.exp()), None
+
+    def _flyp_ce(
+        self, embedding: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        every_class = torch.arange(len(self.classnames))
+        captions = sample_captions(
+            self.classnames, self.templates, every_class, self._caption_generator()
+        )
+        text = self.text_tower.encode(captions)
+        logits = self.text_tower.logit_scale.exp() * F.normalize(embedding, dim=-1) @ text.T
+        return F.cross_entropy(logits, labels), logits
+
+    # ----------------------------------------------------------------------- regularisers
+    def _ldifs_distance(self, images: torch.Tensor, taps: FeatureTaps | None) -> torch.Tensor:
         with (
             torch.no_grad(),
             _attention_fast_path_disabled(),
             FeatureTaps(self.reference_encoder, self.tap_names) as ref_taps,
         ):
             self.reference_encoder(images)
-        distance = ldifs_distance(taps.features(), ref_taps.features(), self.hparams.normalize)
-        return self.head(F.normalize(embedding, dim=-1)), distance
+        return ldifs_distance(taps.features(), ref_taps.features(), self.hparams.normalize)
+
+    def _l2sp_distance(self, images: torch.Tensor, taps: FeatureTaps | None) -> torch.Tensor:
+        return l2sp_penalty(self.image_encoder.parameters(), self.reference_encoder.parameters())
+
+    # ----------------------------------------------------------------------- steps
+    def _loss_terms(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings and the raw regulariser value from one forward of the trainable encoder."""
+        if self._penalty is None:
+            return self.image_encoder(images), images.new_zeros(())
+        if self._penalty_name != "ldifs":
+            embedding = self.image_encoder(images)
+            return embedding, self._penalty(images, None)
+        with FeatureTaps(self.image_encoder, self.tap_names) as taps:
+            embedding = self.image_encoder(images)
+        return embedding, self._penalty(images, taps)
 
     def training_step(
         self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
     ) -> torch.Tensor:
         images, labels = batch
-        logits, distance = self._loss_terms(images)
-        ce = F.cross_entropy(logits, labels)
-        loss = ce + self.hparams.ldifs_weight * distance
+        embedding, distance = self._loss_terms(images)
+        task_loss, _ = self._task_loss(embedding, labels)
+        loss = task_loss + self._penalty_weight * distance
         self.log("train/loss", loss, prog_bar=True)
-        self.log("train/ce", ce)
-        self.log("train/ldifs", distance)
+        self.log("train/task_loss", task_loss)
+        if self.hparams.loss == "cross_entropy":
+            self.log("train/ce", task_loss)
+        self.log(f"train/{self._penalty_name}", distance)
         return loss
+
+    def _refresh_text_head(self) -> None:
+        """FLYP: classify with the current text tower's zero-shot embeddings."""
+        if self.text_tower is None:
+            return
+        embeddings = self.text_tower.class_embeddings(self.classnames, self.templates)
+        with torch.no_grad():
+            self.head.weight.copy_(self.text_tower.logit_scale.exp() * embeddings)
+            self.head.bias.zero_()
+
+    def on_validation_epoch_start(self) -> None:
+        self._refresh_text_head()
+
+    def on_test_epoch_start(self) -> None:
+        self._refresh_text_head()
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, labels = batch
@@ -203,6 +355,7 @@ class LDIFSModule(LightningModule):
         self.test_acc(self(images), labels)
         self.log("test/acc", self.test_acc)
 
+    # ----------------------------------------------------------------------- set-up
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
         num_classes = getattr(datamodule, "num_classes", None)
@@ -217,6 +370,14 @@ class LDIFSModule(LightningModule):
                 f"data image_size={data_size} but {self.hparams.model_name} expects "
                 f"{self.image_size}; set data.image_size to {self.image_size}"
             )
+
+    def on_fit_start(self) -> None:
+        if bool(self.head_ready):
+            return
+        fit_probe_head(self, self.trainer)
+        self.head_ready.fill_(True)
+        self.initial_head_weight.copy_(self.head.weight)
+        self.initial_head_bias.copy_(self.head.bias)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters the optimizer updates (never the frozen copy's)."""

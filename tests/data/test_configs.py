@@ -108,6 +108,22 @@ def test_paper_run_config_runs_on_a_tiny_copy(config, fake_copies, tmp_path):
             "false",
             "--trainer.enable_model_summary",
             "false",
+            # The forgetting suite reads the same tiny copies; zero-shot is tested in
+            # tests/callbacks (ImageNet's 1000 x 80 captions would dominate this test's time).
+            "--trainer.callbacks.init_args.root",
+            str(fake_copies[name].root),
+            "--trainer.callbacks.init_args.verify_checksums",
+            "false",
+            "--trainer.callbacks.init_args.metrics",
+            "[linear_probe]",
+            "--trainer.callbacks.init_args.max_train_samples",
+            "12",
+            "--trainer.callbacks.init_args.max_test_samples",
+            "8",
+            "--trainer.callbacks.init_args.num_workers",
+            "0",
+            "--trainer.callbacks.init_args.cache_dir",
+            "null",
             *extra,
         ]
     )

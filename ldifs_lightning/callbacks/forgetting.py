@@ -1,0 +1,345 @@
+"""ConceptForgettingCallback: live zero-shot and linear-probe forgetting on foreign datasets."""
+
+from __future__ import annotations
+
+import copy
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
+
+from ldifs_lightning.callbacks.report import (
+    format_table,
+    history_rows,
+    plot_history,
+    write_history_csv,
+)
+from ldifs_lightning.evaluation.feature_cache import FeatureCache
+from ldifs_lightning.evaluation.forgetting import (
+    check_metrics,
+    encoder_accuracies,
+    forgetting_deltas,
+)
+from ldifs_lightning.evaluation.suite import ForeignDataset, registry_suite
+from ldifs_lightning.models import (
+    create_clip,
+    get_tokenizer,
+    image_size_of,
+    zero_shot_class_embeddings,
+)
+
+DEFAULT_CACHE_DIR = "~/.cache/ldifs-lightning/features"
+EncoderGetter = Callable[[LightningModule], nn.Module]
+
+
+def autocast_dtype_of(trainer: Trainer) -> torch.dtype | None:
+    precision = str(trainer.precision)
+    if precision.startswith("bf16"):
+        return torch.bfloat16
+    if precision.startswith("16"):
+        return torch.float16
+    return None
+
+
+class ConceptForgettingCallback(Callback):
+    """Measure concept forgetting on a suite of foreign datasets while training.
+
+    At fit start it measures the pre-trained encoder once (features from the on-disk cache when
+    possible); at the end of every ``every_n_epochs``-th training epoch it measures the current
+    encoder and logs, per dataset, ``forgetting/<dataset>/lp_acc``, ``.../zs_acc``,
+    ``.../delta_lp``, ``.../delta_zs`` and the suite means ``forgetting/mean_delta_lp`` and
+    ``forgetting/mean_delta_zs`` (accuracies and deltas in percentage points). At fit end rank zero
+    writes ``forgetting.csv`` and ``forgetting.png`` into the log directory and prints a table.
+    When the module trains its own text tower (``text_tower``, as FLYP does), zero-shot uses the
+    current text tower and the CSV's ``zero_shot_text_tower`` column says so.
+
+    The pre-trained reference (image encoder for the baseline, text tower for zero-shot class
+    embeddings) is built from ``model_name``/``pretrained``, by default the module's own
+    hyper-parameters (as ``LDIFSModule`` has them). Without them the baseline is the module's
+    encoder as it is when fit starts, and only ``linear_probe`` is available.
+
+    Args:
+        suite: Registry names (``ldifs_lightning.data.list_datasets()``) and/or
+            :class:`~ldifs_lightning.evaluation.suite.ForeignDataset` objects.
+        root: Folder holding the registry datasets' files.
+        metrics: Any of ``linear_probe`` and ``zero_shot``.
+        max_train_samples: Per dataset cap on probe-training samples (seeded subset), or null.
+        max_test_samples: Per dataset cap on test samples (seeded subset), or null.
+        every_n_epochs: Evaluate at the end of every n-th epoch.
+        batch_size: Images per forward pass during feature extraction.
+        num_workers: DataLoader workers during feature extraction.
+        cache_dir: Where pre-trained features are cached; null disables the cache.
+        model_name: open_clip name of the pre-trained model; null takes the module's.
+        pretrained: Its weights (tag or path); used when ``model_name`` is given.
+        image_size: Input size for the suite's transform; null reads it from the encoder.
+        download: Let registry loaders download missing files where they can.
+        encoder: Callable returning the image encoder from the module (Python use); by default
+            the module's ``image_encoder`` attribute.
+        seed: Seed of the sample caps and of the probe's held-out split.
+        verify_checksums: md5-check CIFAR/SVHN/STL-10 files; false accepts copies you made.
+
+    Example:
+        >>> callback = ConceptForgettingCallback(["shapes"], metrics=["linear_probe"])
+        >>> trainer = Trainer(callbacks=[callback])  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        suite: Sequence[str | ForeignDataset],
+        root: str = "data",
+        metrics: Sequence[Literal["linear_probe", "zero_shot"]] = ("linear_probe", "zero_shot"),
+        max_train_samples: int | None = 2000,
+        max_test_samples: int | None = 1000,
+        every_n_epochs: int = 1,
+        batch_size: int = 256,
+        num_workers: int = 0,
+        cache_dir: str | None = DEFAULT_CACHE_DIR,
+        model_name: str | None = None,
+        pretrained: str | None = None,
+        image_size: int | None = None,
+        download: bool = False,
+        encoder: EncoderGetter | None = None,
+        seed: int = 0,
+        verify_checksums: bool = True,
+    ) -> None:
+        if not suite:
+            raise ValueError("the forgetting suite is empty: name at least one dataset")
+        check_metrics(metrics)
+        for name, cap in [
+            ("max_train_samples", max_train_samples),
+            ("max_test_samples", max_test_samples),
+        ]:
+            if cap is not None and cap < 1:
+                raise ValueError(f"{name}={cap} must be a positive number of samples or null")
+        if every_n_epochs < 1:
+            raise ValueError(f"every_n_epochs={every_n_epochs} must be at least 1")
+        from ldifs_lightning.data import get_dataset_info
+
+        for member in suite:
+            if isinstance(member, str):
+                info = get_dataset_info(member)  # unknown names fail here, before training
+                if "zero_shot" in metrics and not info.classnames:
+                    raise ValueError(f"dataset {member!r} has no class names; zero_shot needs them")
+            elif "zero_shot" in metrics and not member.classnames:
+                raise ValueError(
+                    f"dataset {member.name!r} has no class names; give classnames or use "
+                    "metrics=['linear_probe']"
+                )
+        self.suite_spec = list(suite)
+        self.root = root
+        self.metrics = list(metrics)
+        self.max_train_samples, self.max_test_samples = max_train_samples, max_test_samples
+        self.every_n_epochs = every_n_epochs
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.cache_dir = cache_dir
+        self.model_name, self.pretrained = model_name, pretrained
+        self.image_size = image_size
+        self.download = download
+        self.get_encoder = encoder
+        self.seed = seed
+        self.verify_checksums = verify_checksums
+        self.baseline: dict[str, dict[str, float]] = {}
+        self.history: list[dict[str, Any]] = []
+        self._suite: list[ForeignDataset] | None = None
+        self._class_embeddings: dict[str, torch.Tensor] | None = None
+        self._cache: FeatureCache | None = None
+
+    # ----------------------------------------------------------------------------- set-up
+    def _encoder_of(self, module: LightningModule) -> nn.Module:
+        if self.get_encoder is not None:
+            return self.get_encoder(module)
+        encoder = getattr(module, "image_encoder", None)
+        if not isinstance(encoder, nn.Module):
+            raise ValueError(
+                f"ConceptForgettingCallback found no image encoder on {type(module).__name__}: "
+                "give the module an `image_encoder` attribute or pass "
+                "encoder=lambda module: module.<your encoder>"
+            )
+        return encoder
+
+    def _resolve_model(self, module: LightningModule | None) -> tuple[str | None, str | None]:
+        if self.model_name is not None or module is None:
+            return self.model_name, self.pretrained
+        hparams = getattr(module, "hparams", {})
+        return hparams.get("model_name"), hparams.get("pretrained")
+
+    def _build_suite(self, encoder: nn.Module) -> list[ForeignDataset]:
+        if self._suite is None:
+            size = self.image_size or image_size_of(encoder)
+            names = [m for m in self.suite_spec if isinstance(m, str)]
+            built = {}
+            if names:
+                for member in registry_suite(
+                    names,
+                    self.root,
+                    size,
+                    self.max_train_samples,
+                    self.max_test_samples,
+                    self.seed,
+                    self.download,
+                    self.verify_checksums,
+                ):
+                    built[member.name] = member
+            self._suite = [built[m] if isinstance(m, str) else m for m in self.suite_spec]
+        return self._suite
+
+    def _open_cache(self) -> FeatureCache | None:
+        if self._cache is None and self.cache_dir is not None:
+            self._cache = FeatureCache(Path(os.path.expanduser(self.cache_dir)))
+        return self._cache
+
+    def _reference(
+        self, module: LightningModule | None, device: torch.device
+    ) -> tuple[nn.Module | None, dict[str, torch.Tensor] | None]:
+        """The pre-trained image encoder and, for zero-shot, its text tower's class embeddings."""
+        model_name, pretrained = self._resolve_model(module)
+        if model_name is None:
+            if "zero_shot" in self.metrics:
+                raise ValueError(
+                    "zero_shot needs the pre-trained text tower: pass model_name and pretrained "
+                    "to ConceptForgettingCallback, or use metrics=['linear_probe']"
+                )
+            return None, None
+        clip = create_clip(model_name, pretrained).to(device)
+        embeddings = None
+        if "zero_shot" in self.metrics:
+            tokenizer = get_tokenizer(model_name)
+            suite = self._build_suite(clip.visual)
+            embeddings = {
+                d.name: zero_shot_class_embeddings(clip, tokenizer, d.classnames, d.templates)
+                for d in suite
+            }
+        return clip.visual.eval(), embeddings
+
+    def _accuracies(
+        self,
+        encoder: nn.Module,
+        device: torch.device,
+        autocast: torch.dtype | None,
+        cached: bool,
+        class_embeddings: dict[str, torch.Tensor] | None = None,
+    ) -> dict[str, dict[str, float]]:
+        return encoder_accuracies(
+            encoder,
+            self._build_suite(encoder),
+            class_embeddings=class_embeddings or self._class_embeddings,
+            metrics=self.metrics,
+            device=device,
+            batch_size=self.batch_size,
+            autocast_dtype=autocast,
+            num_workers=self.num_workers,
+            cache=self._open_cache() if cached else None,
+            probe_seed=self.seed,
+        )
+
+    # ----------------------------------------------------------------------------- hooks
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self._build_suite(self._encoder_of(pl_module))
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        encoder = self._encoder_of(pl_module)
+        reference, self._class_embeddings = self._reference(pl_module, pl_module.device)
+        if self.baseline:  # restored from a checkpoint
+            return
+        if reference is None:
+            reference = copy.deepcopy(encoder)
+        self.baseline = self._accuracies(
+            reference, pl_module.device, autocast_dtype_of(trainer), cached=True
+        )
+        del reference
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        text_tower = getattr(pl_module, "text_tower", None)
+        embeddings = self._current_text_embeddings(text_tower)
+        current = self._accuracies(
+            self._encoder_of(pl_module),
+            pl_module.device,
+            autocast_dtype_of(trainer),
+            cached=False,
+            class_embeddings=embeddings,
+        )
+        self.history.append(
+            {
+                "epoch": trainer.current_epoch,
+                "step": trainer.global_step,
+                "accuracies": current,
+                "text_tower": "current" if embeddings else "pretrained",
+            }
+        )
+        for key, value in forgetting_deltas(self.baseline, current).items():
+            # Identical on every rank; sync_dist keeps Lightning from warning under DDP.
+            pl_module.log(f"forgetting/{key}", value, on_step=False, on_epoch=True, sync_dist=True)
+
+    def _current_text_embeddings(
+        self, text_tower: nn.Module | None
+    ) -> dict[str, torch.Tensor] | None:
+        """Zero-shot class embeddings from a module's trained text tower (FLYP), else None."""
+        if text_tower is None or "zero_shot" not in self.metrics:
+            return None
+        return {d.name: text_tower.class_embeddings(d.classnames, d.templates) for d in self._suite}
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # trainer.log_dir broadcasts from rank zero: every rank must ask before any returns.
+        directory = Path(trainer.log_dir or trainer.default_root_dir)
+        if not trainer.is_global_zero or not self.history:
+            return
+        rows = history_rows(self.baseline, self.history)
+        write_history_csv(rows, directory / "forgetting.csv")
+        try:
+            plot_history(rows, directory / "forgetting.png")
+        except ImportError:
+            warnings.warn("matplotlib is not installed: skipping forgetting.png", stacklevel=1)
+        latest = forgetting_deltas(self.baseline, self.history[-1]["accuracies"])
+        rank_zero_info(
+            f"Concept forgetting after epoch {self.history[-1]['epoch']} (in %, written to "
+            f"{directory}/forgetting.csv):\n{format_table(latest, self.baseline)}"
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"baseline": self.baseline, "history": self.history}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.baseline = state_dict["baseline"]
+        self.history = state_dict["history"]
+
+    # ----------------------------------------------------------------------------- no Trainer
+    def evaluate(
+        self,
+        encoder: nn.Module,
+        device: torch.device | str = "cpu",
+        autocast_dtype: torch.dtype | None = None,
+    ) -> dict[str, float]:
+        """The same metrics for ``encoder`` without a Trainer (keys without ``forgetting/``).
+
+        The pre-trained baseline comes from ``model_name``/``pretrained`` (measured once, cached);
+        without them only the accuracies are returned.
+
+        Example:
+            >>> callback = ConceptForgettingCallback(["shapes"], model_name="ldifs-tiny-vit")
+            >>> metrics = callback.evaluate(finetuned.image_encoder)  # doctest: +SKIP
+            >>> metrics["mean_delta_lp"]  # doctest: +SKIP
+        """
+        device = torch.device(device)
+        reference, self._class_embeddings = self._reference(None, device)
+        if reference is not None and not self.baseline:
+            self.baseline = self._accuracies(reference, device, autocast_dtype, cached=True)
+        return self.measure(encoder.to(device), device, autocast_dtype)
+
+    def measure(
+        self,
+        encoder: nn.Module,
+        device: torch.device | str,
+        autocast_dtype: torch.dtype | None = None,
+    ) -> dict[str, float]:
+        """Accuracies of ``encoder`` and their deltas from the baseline already measured."""
+        current = self._accuracies(encoder, torch.device(device), autocast_dtype, cached=False)
+        return forgetting_deltas(self.baseline, current)

@@ -1,0 +1,268 @@
+import csv
+import socket
+import warnings
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import TensorDataset
+
+from ldifs_lightning import LDIFSModule
+from ldifs_lightning.callbacks import ConceptForgettingCallback
+from ldifs_lightning.data import FineTuneDataModule
+from ldifs_lightning.evaluation import forgetting as forgetting_functions
+from ldifs_lightning.evaluation.forgetting import encoder_accuracies, measure_forgetting
+from ldifs_lightning.evaluation.suite import ForeignDataset, registry_suite
+from ldifs_lightning.models import create_clip
+from tests.conftest import TINY_VIT
+
+CAPS = dict(max_train_samples=48, max_test_samples=32)
+
+
+def _callback(tmp_path, **overrides) -> ConceptForgettingCallback:
+    kwargs = dict(suite=["shapes"], cache_dir=str(tmp_path / "cache"), batch_size=16, **CAPS)
+    kwargs.update(overrides)
+    return ConceptForgettingCallback(**kwargs)
+
+
+def _module() -> LDIFSModule:
+    data = FineTuneDataModule("shapes", image_size=32)
+    return LDIFSModule(
+        data.classnames,
+        data.templates,
+        model_name=TINY_VIT,
+        pretrained=None,
+        lr=1e-3,
+        warmup_steps=1,
+    )
+
+
+def _data() -> FineTuneDataModule:
+    return FineTuneDataModule("shapes", image_size=32, batch_size=16, max_train_samples=32)
+
+
+def _trainer(tmp_path, callbacks, **overrides) -> Trainer:
+    kwargs = dict(
+        accelerator="cpu",
+        default_root_dir=tmp_path,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=1,
+        callbacks=callbacks,
+    )
+    kwargs.update(overrides)
+    return Trainer(**kwargs)
+
+
+def test_fast_dev_run_logs_every_metric_and_writes_reports(tmp_path):
+    callback = _callback(tmp_path)
+    trainer = _trainer(tmp_path, [callback], fast_dev_run=1)
+    trainer.fit(_module(), datamodule=_data())
+    logged = trainer.callback_metrics
+    for key in ["lp_acc", "zs_acc", "delta_lp", "delta_zs"]:
+        assert f"forgetting/shapes/{key}" in logged
+    assert "forgetting/mean_delta_lp" in logged and "forgetting/mean_delta_zs" in logged
+    baseline = callback.baseline["shapes"]
+    assert logged["forgetting/shapes/delta_lp"].item() == pytest.approx(
+        logged["forgetting/shapes/lp_acc"].item() - baseline["lp_acc"], abs=1e-4
+    )
+    assert (tmp_path / "forgetting.csv").is_file() and (tmp_path / "forgetting.png").is_file()
+
+
+def test_two_epochs_history_csv_and_resume_keeps_history(tmp_path):
+    callback = _callback(tmp_path)
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_top_k=-1)
+    logger = CSVLogger(tmp_path, name="run")
+    trainer = _trainer(tmp_path, [callback, checkpoint], max_epochs=2, logger=logger)
+    trainer.fit(_module(), datamodule=_data())
+    assert [entry["epoch"] for entry in callback.history] == [0, 1]
+    with open(tmp_path / "run/version_0/forgetting.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["epoch"] for row in rows] == ["0", "1"]
+    assert float(rows[1]["delta_lp"]) == pytest.approx(
+        float(rows[1]["lp_acc"]) - float(rows[1]["pretrained_lp_acc"])
+    )
+    with open(tmp_path / "run/version_0/metrics.csv") as handle:
+        logged = [row for row in csv.DictReader(handle) if row.get("forgetting/mean_delta_lp")]
+    assert len(logged) == 2
+
+    # Resume from the epoch-0 checkpoint: history and baseline come back, no baseline re-measure.
+    resumed = _callback(tmp_path)
+    calls = []
+    real = forgetting_functions.encoder_accuracies
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("cache") is not None)
+        return real(*args, **kwargs)
+
+    pytest.MonkeyPatch().setattr("ldifs_lightning.callbacks.forgetting.encoder_accuracies", spy)
+    trainer = _trainer(tmp_path / "resumed", [resumed], max_epochs=2, logger=False)
+    epoch0 = next((tmp_path / "ckpt").glob("epoch=0*.ckpt"))
+    trainer.fit(_module(), datamodule=_data(), ckpt_path=epoch0)
+    assert [entry["epoch"] for entry in resumed.history] == [0, 1]
+    assert resumed.baseline == callback.baseline
+    assert calls == [False]  # only the current encoder of epoch 1 was measured
+
+
+def _saved_clip(tmp_path) -> str:
+    path = tmp_path / "tiny-clip.pt"
+    torch.save(create_clip(TINY_VIT).state_dict(), path)
+    return str(path)
+
+
+def test_standalone_evaluate_without_trainer(tmp_path):
+    weights = _saved_clip(tmp_path)
+    callback = _callback(tmp_path, model_name=TINY_VIT, pretrained=weights)
+    same = callback.evaluate(create_clip(TINY_VIT, weights).visual)
+    assert same["shapes/delta_lp"] == 0.0 and same["shapes/delta_zs"] == 0.0
+    assert same["mean_delta_lp"] == 0.0 and same["mean_delta_zs"] == 0.0
+
+    changed = create_clip(TINY_VIT, weights).visual
+    with torch.no_grad():
+        for parameter in changed.parameters():
+            parameter.add_(0.5 * torch.randn_like(parameter))
+    other = callback.evaluate(changed)
+    assert set(other) == set(same)
+    assert other["shapes/lp_acc"] != same["shapes/lp_acc"]
+
+
+def test_second_run_hits_the_cache_for_pretrained_features(tmp_path, monkeypatch):
+    calls = []
+    real = forgetting_functions.extract_features
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(forgetting_functions, "extract_features", counting)
+    suite = registry_suite(["shapes"], "data", 32, **CAPS)
+    torch.manual_seed(0)
+    encoder = create_clip(TINY_VIT).visual
+    from ldifs_lightning.evaluation.feature_cache import FeatureCache
+
+    cache = FeatureCache(tmp_path / "cache")
+    first = encoder_accuracies(encoder, suite, metrics=["linear_probe"], cache=cache)
+    assert len(calls) == 2  # train and test features
+    second = encoder_accuracies(encoder, suite, metrics=["linear_probe"], cache=cache)
+    assert len(calls) == 2 and second == first
+
+
+def test_measure_forgetting_is_zero_for_identical_encoders():
+    suite = registry_suite(["shapes"], "data", 32, **CAPS)
+    torch.manual_seed(0)
+    encoder = create_clip(TINY_VIT).visual
+    deltas = measure_forgetting(encoder, encoder, suite)
+    assert deltas["shapes/delta_lp"] == 0.0 and deltas["mean_delta_lp"] == 0.0
+
+
+def test_user_dataset_objects_in_the_suite():
+    images, labels = torch.randn(40, 3, 32, 32), torch.arange(40) % 2
+    member = ForeignDataset("mine", TensorDataset(images, labels), TensorDataset(images, labels))
+    torch.manual_seed(0)
+    encoder = create_clip(TINY_VIT).visual
+    result = encoder_accuracies(encoder, [member], metrics=["linear_probe"])
+    assert 0.0 <= result["mine"]["lp_acc"] <= 100.0
+
+
+def _ddp_worker(rank: int, port: int, out: dict) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    torch.set_num_threads(1)
+    suite = registry_suite(["shapes"], "data", 32, max_train_samples=45, max_test_samples=31)
+    torch.manual_seed(0)
+    encoder = create_clip(TINY_VIT).visual
+    out[rank] = encoder_accuracies(encoder, suite, metrics=["linear_probe"])
+    dist.destroy_process_group()
+
+
+def test_two_process_results_equal_one_process_results():
+    suite = registry_suite(["shapes"], "data", 32, max_train_samples=45, max_test_samples=31)
+    torch.manual_seed(0)
+    single = encoder_accuracies(create_clip(TINY_VIT).visual, suite, metrics=["linear_probe"])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    manager = mp.Manager()
+    out = manager.dict()
+    mp.spawn(_ddp_worker, args=(port, out), nprocs=2, join=True)
+    for rank in (0, 1):
+        assert out[rank]["shapes"]["lp_acc"] == pytest.approx(single["shapes"]["lp_acc"], abs=1e-2)
+
+
+class _NoEncoder(LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = torch.nn.Linear(2, 2)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"suite": []}, "the forgetting suite is empty"),
+        ({"suite": ["shape"]}, r"unknown dataset 'shape' \(did you mean \['shapes'\]\?\)"),
+        ({"max_train_samples": 0}, "max_train_samples=0 must be a positive number"),
+        ({"metrics": ["knn"]}, r"metrics=\['knn'\] must be a non-empty subset"),
+    ],
+)
+def test_bad_configuration(kwargs, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        _callback(tmp_path, **kwargs)
+
+
+def test_zero_shot_needs_class_names(tmp_path):
+    data = TensorDataset(torch.randn(4, 3, 32, 32), torch.arange(4) % 2)
+    with pytest.raises(ValueError, match="dataset 'mine' has no class names"):
+        _callback(tmp_path, suite=[ForeignDataset("mine", data, data)])
+
+
+def test_module_without_encoder_says_how_to_pass_one(tmp_path):
+    callback = _callback(tmp_path, metrics=["linear_probe"])
+    with pytest.raises(
+        ValueError, match=r"no image encoder on _NoEncoder: .*encoder=lambda module"
+    ):
+        callback.setup(Trainer(accelerator="cpu", logger=False), _NoEncoder(), "fit")
+
+
+def test_unwritable_cache_falls_back_with_a_warning(tmp_path):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a folder")
+    callback = _callback(tmp_path, cache_dir=str(blocker / "cache"), model_name=TINY_VIT)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        metrics = callback.evaluate(create_clip(TINY_VIT).visual)
+        metrics = callback.evaluate(create_clip(TINY_VIT).visual)
+    disabled = [w for w in caught if "feature cache disabled" in str(w.message)]
+    assert len(disabled) == 1
+    assert "shapes/lp_acc" in metrics
+
+
+def test_flyp_zero_shot_uses_the_current_text_tower(tmp_path, monkeypatch):
+    data = FineTuneDataModule("shapes", image_size=32, batch_size=16, max_train_samples=32)
+    module = LDIFSModule(
+        data.classnames,
+        data.templates,
+        model_name=TINY_VIT,
+        pretrained=None,
+        ldifs_weight=0.0,
+        loss="flyp",
+        trainable="both_towers",
+        lr=1e-3,
+        warmup_steps=1,
+    )
+    seen = []
+    real = forgetting_functions.encoder_accuracies
+
+    def spy(encoder, suite, **kwargs):
+        seen.append(kwargs["class_embeddings"]["shapes"].clone())
+        return real(encoder, suite, **kwargs)
+
+    monkeypatch.setattr("ldifs_lightning.callbacks.forgetting.encoder_accuracies", spy)
+    callback = _callback(tmp_path)
+    _trainer(tmp_path, [callback], max_epochs=1, logger=False).fit(module, datamodule=data)
+    expected = module.text_tower.class_embeddings(data.classnames, data.templates)
+    torch.testing.assert_close(seen[-1], expected)
+    assert not torch.equal(seen[0], seen[-1])  # baseline: pre-trained text tower
+    assert callback.history[-1]["text_tower"] == "current"

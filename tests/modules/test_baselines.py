@@ -1,0 +1,220 @@
+"""The paper's baselines as options of LDIFSModule, each checked against a value computed here."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import Trainer
+from open_clip import ClipLoss
+from torch.utils.data import DataLoader, TensorDataset
+
+from ldifs_lightning import LDIFSModule
+from ldifs_lightning.callbacks import WiSEFTCallback
+from ldifs_lightning.data import FineTuneDataModule
+from ldifs_lightning.evaluation.linear_probe import fit_linear_probe
+from ldifs_lightning.models.text_tower import sample_captions
+from tests.conftest import CLASSNAMES, TEMPLATES, TINY_VIT
+
+
+def _module(**overrides) -> LDIFSModule:
+    kwargs = dict(model_name=TINY_VIT, pretrained=None, lr=1e-3, warmup_steps=1, ldifs_weight=0.0)
+    kwargs.update(overrides)
+    return LDIFSModule(CLASSNAMES, TEMPLATES, **kwargs)
+
+
+def _batch(n: int = 6):
+    return torch.randn(n, 3, 32, 32), torch.arange(n) % len(CLASSNAMES)
+
+
+def _trainer(tmp_path, **overrides) -> Trainer:
+    kwargs = dict(
+        accelerator="cpu",
+        max_steps=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    kwargs.update(overrides)
+    return Trainer(**kwargs)
+
+
+def _capture_logs(module):
+    logged = {}
+    module.log = lambda name, value, **kwargs: logged.__setitem__(name, value.detach())
+    return logged
+
+
+def test_l2sp_term_equals_sum_of_squared_differences_and_runs_no_frozen_forward():
+    module = _module(l2sp_weight=0.5)
+    with torch.no_grad():
+        for p in module.image_encoder.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    expected = sum(
+        ((p - p0) ** 2).sum()
+        for p, p0 in zip(
+            module.image_encoder.parameters(), module.reference_encoder.parameters(), strict=True
+        )
+    )
+    calls = []
+    module.reference_encoder.register_forward_hook(lambda *a: calls.append(1))
+    logged = _capture_logs(module)
+    loss = module.training_step(_batch(), 0)
+    torch.testing.assert_close(logged["train/l2sp"], expected.detach())
+    torch.testing.assert_close(loss.detach(), logged["train/ce"] + 0.5 * expected.detach())
+    assert calls == []
+
+
+def test_label_smoothing_matches_torch_cross_entropy():
+    module = _module(label_smoothing=0.1)
+    images, labels = _batch()
+    logged = _capture_logs(module)
+    module.training_step((images, labels), 0)
+    expected = F.cross_entropy(module(images), labels, label_smoothing=0.1)
+    torch.testing.assert_close(logged["train/ce"], expected.detach())
+
+
+def test_flyp_loss_equals_open_clip_clip_loss():
+    module = _module(loss="flyp", trainable="both_towers")
+    images, labels = _batch()
+    logged = _capture_logs(module)
+    module.training_step((images, labels), 0)
+    generator = torch.Generator().manual_seed(0)  # seed 0, global step 0
+    captions = sample_captions(CLASSNAMES, TEMPLATES, labels, generator)
+    image = F.normalize(module.image_encoder(images), dim=-1)
+    text = module.text_tower.encode(captions)
+    expected = ClipLoss()(image, text, module.text_tower.logit_scale.exp())
+    torch.testing.assert_close(logged["train/task_loss"], expected.detach())
+
+
+def test_flyp_ce_is_cross_entropy_over_one_caption_per_class():
+    module = _module(loss="flyp_ce", trainable="both_towers")
+    images, labels = _batch()
+    logged = _capture_logs(module)
+    module.training_step((images, labels), 0)
+    generator = torch.Generator().manual_seed(0)
+    captions = sample_captions(CLASSNAMES, TEMPLATES, torch.arange(3), generator)
+    image = F.normalize(module.image_encoder(images), dim=-1)
+    text = module.text_tower.encode(captions)
+    logits = module.text_tower.logit_scale.exp() * image @ text.T
+    torch.testing.assert_close(logged["train/task_loss"], F.cross_entropy(logits, labels).detach())
+
+
+def test_flyp_trains_text_tower_and_evaluates_with_it(tmp_path):
+    module = _module(loss="flyp", trainable="both_towers")
+    text_before = {k: v.clone() for k, v in module.text_tower.state_dict().items()}
+    data = DataLoader(TensorDataset(*_batch(12)), batch_size=6)
+    _trainer(tmp_path, max_steps=-1, max_epochs=1).fit(
+        module, data, data
+    )  # val after the last step
+    changed = [
+        k for k, v in module.text_tower.state_dict().items() if not torch.equal(v, text_before[k])
+    ]
+    assert changed
+    embeddings = module.text_tower.class_embeddings(CLASSNAMES, TEMPLATES)
+    torch.testing.assert_close(module.head.weight, module.text_tower.logit_scale.exp() * embeddings)
+
+
+def test_linear_probing_trains_only_the_head(tmp_path):
+    module = _module(trainable="head")
+    encoder_before = {k: v.clone() for k, v in module.image_encoder.state_dict().items()}
+    head_before = module.head.weight.clone()
+    data = DataLoader(TensorDataset(*_batch(12)), batch_size=6)
+    _trainer(tmp_path).fit(module, data)
+    for name, value in module.image_encoder.state_dict().items():
+        assert torch.equal(value, encoder_before[name]), name
+    assert not torch.equal(module.head.weight, head_before)
+
+
+def test_lpft_head_is_the_probe_fitted_on_training_features(tmp_path):
+    data = FineTuneDataModule("shapes", image_size=32, batch_size=16, max_train_samples=64)
+    module = LDIFSModule(
+        data.classnames,
+        data.templates,
+        model_name=TINY_VIT,
+        pretrained=None,
+        ldifs_weight=0.0,
+        head_init="linear_probe",
+    )
+    encoder = module.image_encoder
+    data.setup("fit")
+    encoder.eval()
+    with torch.no_grad():
+        pairs = [(F.normalize(encoder(x), dim=-1), y) for x, y in data.train_dataloader()]
+    features, labels = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+    expected = fit_linear_probe(features, labels, num_classes=len(data.classnames), seed=0)
+    trainer = _trainer(tmp_path, max_steps=0)
+    trainer.fit(module, datamodule=data)
+    torch.testing.assert_close(module.head.weight, expected.weight, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(module.initial_head_weight, module.head.weight)
+    assert bool(module.head_ready)
+
+
+def test_wiseft_callback_endpoints_and_report(tmp_path):
+    data = FineTuneDataModule("shapes", image_size=32, batch_size=16, max_train_samples=32)
+    module = LDIFSModule(
+        data.classnames,
+        data.templates,
+        model_name=TINY_VIT,
+        pretrained=None,
+        ldifs_weight=1.0,
+        lr=1e-2,
+        warmup_steps=1,
+    )
+    callback = WiSEFTCallback(alphas=[0.0, 0.5, 1.0])
+    trainer = _trainer(tmp_path, max_steps=4, callbacks=[callback], limit_val_batches=2)
+    trainer.fit(module, datamodule=data)
+    full_val = _trainer(tmp_path / "val")  # the whole val split, as the callback uses
+    full_val.validate(module, datamodule=data, verbose=False)
+    final = full_val.callback_metrics["val/acc"].item() * 100
+    assert [row["alpha"] for row in callback.rows] == [0.0, 0.5, 1.0]
+    assert callback.rows[2]["task_acc"] == pytest.approx(final, abs=1e-6)
+    assert (tmp_path / "wiseft.csv").is_file() and (tmp_path / "wiseft.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"ldifs_weight": 1.0, "l2sp_weight": 0.5}, "use at most one regulariser"),
+        ({"trainable": "head", "l2sp_weight": 0.5}, r"trainable='head' \(linear probing\)"),
+        ({"loss": "flyp"}, "FLYP losses .* need trainable='both_towers'"),
+        ({"trainable": "both_towers"}, "FLYP losses"),
+        ({"loss": "flyp", "trainable": "both_towers", "head_init": "random"}, "always zero-shot"),
+        ({"label_smoothing": 1.0}, r"label_smoothing=1.0 must be in \[0, 1\)"),
+    ],
+)
+def test_bad_combinations(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        _module(**overrides)
+
+
+def test_flyp_without_templates_fails():
+    with pytest.raises(ValueError, match="templates is empty"):
+        LDIFSModule(
+            CLASSNAMES,
+            [],
+            model_name=TINY_VIT,
+            pretrained=None,
+            loss="flyp",
+            trainable="both_towers",
+            ldifs_weight=0.0,
+        )
+
+
+def test_wise_alpha_outside_unit_interval_fails():
+    with pytest.raises(ValueError, match=r"alpha=-0.1 must be in \[0, 1\]"):
+        WiSEFTCallback(alphas=[-0.1, 1.0])
+
+
+def test_lpft_without_a_training_split_fails(tmp_path):
+    data = FineTuneDataModule("shapes", image_size=32)
+    module = LDIFSModule(
+        data.classnames,
+        model_name=TINY_VIT,
+        pretrained=None,
+        ldifs_weight=0.0,
+        head_init="linear_probe",
+    )
+    data.train_dataloader = lambda: DataLoader(TensorDataset(torch.zeros(0, 3, 32, 32)))
+    with pytest.raises(ValueError, match=r"head_init='linear_probe' \(LP-FT\) needs a training"):
+        _trainer(tmp_path).fit(module, datamodule=data)
