@@ -46,6 +46,31 @@ def test_data_config_holds_the_reference_setup(config):
     assert (init_args["val_fraction"], init_args["max_val_samples"]) == (0.1, 20_000)
 
 
+PAPER_TASKS = {
+    "cars",
+    "cifar10",
+    "cifar100",
+    "dtd",
+    "eurosat",
+    "gtsrb",
+    "mnist",
+    "resisc45",
+    "svhn",
+    "imagenet",
+}
+
+
+@pytest.mark.parametrize("config", DATA_CONFIGS, ids=lambda path: path.stem)
+def test_data_config_declares_a_foreign_suite(config):
+    callbacks = yaml.safe_load(config.read_text())["trainer"]["callbacks"]
+    forgetting = [c for c in callbacks if c["class_path"].endswith("ConceptForgettingCallback")]
+    assert len(forgetting) == 1
+    suite = forgetting[0]["init_args"]["suite"]
+    assert set(suite) == PAPER_TASKS - {config.stem}  # the paper's other tasks
+    for name in suite:
+        get_dataset_info(name)
+
+
 def test_method_config_holds_the_reference_hyper_parameters():
     loaded = yaml.safe_load(METHOD.read_text())
     init_args = loaded["model"]["init_args"]
@@ -108,14 +133,15 @@ def test_paper_run_config_runs_on_a_tiny_copy(config, fake_copies, tmp_path):
             "false",
             "--trainer.enable_model_summary",
             "false",
-            # The forgetting suite reads the same tiny copies; zero-shot is tested in
-            # tests/callbacks (ImageNet's 1000 x 80 captions would dominate this test's time).
+            # The forgetting suite reads the same tiny copies. Two datasets stand in for the
+            # config's nine (whose names test_data_config_declares_a_foreign_suite checks):
+            # probes and zero-shot heads for 1000 ImageNet classes would dominate this test.
+            "--trainer.callbacks.init_args.suite",
+            "[mnist, cifar10]" if name != "mnist" else "[svhn, cifar10]",
             "--trainer.callbacks.init_args.root",
             str(fake_copies[name].root),
             "--trainer.callbacks.init_args.verify_checksums",
             "false",
-            "--trainer.callbacks.init_args.metrics",
-            "[linear_probe]",
             "--trainer.callbacks.init_args.max_train_samples",
             "12",
             "--trainer.callbacks.init_args.max_test_samples",
