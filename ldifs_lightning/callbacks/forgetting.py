@@ -20,6 +20,7 @@ from ldifs_lightning.callbacks.report import (
     plot_history,
     write_history_csv,
 )
+from ldifs_lightning.data import get_dataset_info
 from ldifs_lightning.evaluation.feature_cache import FeatureCache
 from ldifs_lightning.evaluation.forgetting import (
     check_metrics,
@@ -119,8 +120,6 @@ class ConceptForgettingCallback(Callback):
                 raise ValueError(f"{name}={cap} must be a positive number of samples or null")
         if every_n_epochs < 1:
             raise ValueError(f"every_n_epochs={every_n_epochs} must be at least 1")
-        from ldifs_lightning.data import get_dataset_info
-
         for member in suite:
             if isinstance(member, str):
                 info = get_dataset_info(member)  # unknown names fail here, before training
@@ -329,9 +328,11 @@ class ConceptForgettingCallback(Callback):
             >>> metrics["mean_delta_lp"]  # doctest: +SKIP
         """
         device = torch.device(device)
-        reference, self._class_embeddings = self._reference(None, device)
-        if reference is not None and not self.baseline:
-            self.baseline = self._accuracies(reference, device, autocast_dtype, cached=True)
+        needs_text = "zero_shot" in self.metrics and self._class_embeddings is None
+        if not self.baseline or needs_text:  # the pre-trained model is built once
+            reference, self._class_embeddings = self._reference(None, device)
+            if reference is not None and not self.baseline:
+                self.baseline = self._accuracies(reference, device, autocast_dtype, cached=True)
         return self.measure(encoder.to(device), device, autocast_dtype)
 
     def measure(
