@@ -68,8 +68,8 @@ def test_sun397_names_follow_the_class_file_not_clip_alphabetical_order():
     )
 
 
-def test_docs_table_matches_the_registry():
-    docs = (Path(__file__).resolve().parents[2] / "docs" / "datasets.md").read_text()
+def test_readme_table_matches_the_registry():
+    docs = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     rows = re.findall(r"^\| `([a-z0-9]+)` \| [^|]+ \| ([\d,]+) \|", docs, flags=re.MULTILINE)
     documented = {name: int(count.replace(",", "")) for name, count in rows}
     assert documented == {**COUNTS, "shapes": 8}
