@@ -1,8 +1,9 @@
 """Build CLIP models through open_clip: one function, clear errors, offline-friendly.
 
 ``create_clip(model_name, pretrained)`` is the one way the package builds a model. ``pretrained`` is
-an open_clip tag (``"openai"``, ``"laion2b_s34b_b79k"``, ...), a path to a local checkpoint file, or
-``None`` for random initialisation; ``model_name`` may also be an ``hf-hub:org/repo`` id. Model
+an open_clip tag (``"openai"``, ``"laion2b_s34b_b79k"``, ...), ``"demo"`` (the tiny CLIP shipped
+with the package, for ``ldifs-tiny-vit``), a path to a local checkpoint file, or ``None`` for random
+initialisation; ``model_name`` may also be an ``hf-hub:org/repo`` id. Model
 architectures that open_clip does not ship (such as the tiny test models) are registered from JSON
 files with :func:`register_model_config`.
 """
@@ -21,6 +22,8 @@ from open_clip.pretrained import (
     get_pretrained_cfg,
     list_pretrained_tags_by_model,
 )
+
+from ldifs_lightning.pretrained import DEMO_TAG, demo_weights
 
 _BUNDLED_CONFIGS = Path(__file__).parent / "model_configs"
 
@@ -85,6 +88,8 @@ def resolve_pretrained(model_name: str, pretrained: str | None) -> str | None:
     """
     if pretrained is None or model_name.startswith(("hf-hub:", "local-dir:")):
         return None
+    if pretrained == DEMO_TAG:  # the tiny CLIP shipped with the package, sha256-checked
+        return str(demo_weights(model_name))
     name = model_name.replace("/", "-")
     if os.path.isfile(pretrained):
         return pretrained
