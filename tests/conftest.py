@@ -7,6 +7,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 import torch
+from lightning.pytorch import Trainer
 
 TINY_VIT = "ldifs-tiny-vit"
 TINY_RN = "ldifs-tiny-rn"
@@ -17,3 +18,18 @@ TEMPLATES = ["a photo of a {}.", "a drawing of a {}."]
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+def quiet_trainer(root, **overrides) -> Trainer:
+    """A CPU Trainer for tests: 3 steps, no logger, checkpoints, progress bar or summary."""
+    kwargs = dict(
+        accelerator="cpu",
+        max_steps=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=root,
+    )
+    kwargs.update(overrides)
+    return Trainer(**kwargs)

@@ -18,7 +18,7 @@ from ldifs_lightning.evaluation import forgetting as forgetting_functions
 from ldifs_lightning.evaluation.forgetting import encoder_accuracies, measure_forgetting
 from ldifs_lightning.evaluation.suite import ForeignDataset, registry_suite
 from ldifs_lightning.models import create_clip
-from tests.conftest import TINY_VIT
+from tests.conftest import TINY_VIT, quiet_trainer
 
 CAPS = dict(max_train_samples=48, max_test_samples=32)
 
@@ -46,16 +46,10 @@ def _data() -> FineTuneDataModule:
 
 
 def _trainer(tmp_path, callbacks, **overrides) -> Trainer:
-    kwargs = dict(
-        accelerator="cpu",
-        default_root_dir=tmp_path,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=1,
-        callbacks=callbacks,
-    )
+    kwargs = dict(max_steps=-1, limit_val_batches=1, callbacks=callbacks, logger=None)
+    kwargs["enable_checkpointing"] = True
     kwargs.update(overrides)
-    return Trainer(**kwargs)
+    return quiet_trainer(tmp_path, **kwargs)
 
 
 def test_fast_dev_run_logs_every_metric_and_writes_reports(tmp_path):

@@ -3,7 +3,6 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import Trainer
 from open_clip import ClipLoss
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -12,7 +11,7 @@ from ldifs_lightning.callbacks import WiSEFTCallback
 from ldifs_lightning.data import FineTuneDataModule
 from ldifs_lightning.evaluation.linear_probe import fit_linear_probe
 from ldifs_lightning.models.text_tower import sample_captions
-from tests.conftest import CLASSNAMES, TEMPLATES, TINY_VIT
+from tests.conftest import CLASSNAMES, TEMPLATES, TINY_VIT, quiet_trainer
 
 
 def _module(**overrides) -> LDIFSModule:
@@ -23,20 +22,6 @@ def _module(**overrides) -> LDIFSModule:
 
 def _batch(n: int = 6):
     return torch.randn(n, 3, 32, 32), torch.arange(n) % len(CLASSNAMES)
-
-
-def _trainer(tmp_path, **overrides) -> Trainer:
-    kwargs = dict(
-        accelerator="cpu",
-        max_steps=3,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
-    kwargs.update(overrides)
-    return Trainer(**kwargs)
 
 
 def _capture_logs(module):
@@ -104,7 +89,7 @@ def test_flyp_trains_text_tower_and_evaluates_with_it(tmp_path):
     module = _module(loss="flyp", trainable="both_towers")
     text_before = {k: v.clone() for k, v in module.text_tower.state_dict().items()}
     data = DataLoader(TensorDataset(*_batch(12)), batch_size=6)
-    _trainer(tmp_path, max_steps=-1, max_epochs=1).fit(
+    quiet_trainer(tmp_path, max_steps=-1, max_epochs=1).fit(
         module, data, data
     )  # val after the last step
     changed = [
@@ -120,7 +105,7 @@ def test_linear_probing_trains_only_the_head(tmp_path):
     encoder_before = {k: v.clone() for k, v in module.image_encoder.state_dict().items()}
     head_before = module.head.weight.clone()
     data = DataLoader(TensorDataset(*_batch(12)), batch_size=6)
-    _trainer(tmp_path).fit(module, data)
+    quiet_trainer(tmp_path).fit(module, data)
     for name, value in module.image_encoder.state_dict().items():
         assert torch.equal(value, encoder_before[name]), name
     assert not torch.equal(module.head.weight, head_before)
@@ -143,7 +128,7 @@ def test_lpft_head_is_the_probe_fitted_on_training_features(tmp_path):
         pairs = [(F.normalize(encoder(x), dim=-1), y) for x, y in data.train_dataloader()]
     features, labels = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
     expected = fit_linear_probe(features, labels, num_classes=len(data.classnames), seed=0)
-    trainer = _trainer(tmp_path, max_steps=0)
+    trainer = quiet_trainer(tmp_path, max_steps=0)
     trainer.fit(module, datamodule=data)
     torch.testing.assert_close(module.head.weight, expected.weight, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(module.initial_head_weight, module.head.weight)
@@ -162,9 +147,9 @@ def test_wiseft_callback_endpoints_and_report(tmp_path):
         warmup_steps=1,
     )
     callback = WiSEFTCallback(alphas=[0.0, 0.5, 1.0])
-    trainer = _trainer(tmp_path, max_steps=4, callbacks=[callback], limit_val_batches=2)
+    trainer = quiet_trainer(tmp_path, max_steps=4, callbacks=[callback], limit_val_batches=2)
     trainer.fit(module, datamodule=data)
-    full_val = _trainer(tmp_path / "val")  # the whole val split, as the callback uses
+    full_val = quiet_trainer(tmp_path / "val")  # the whole val split, as the callback uses
     full_val.validate(module, datamodule=data, verbose=False)
     final = full_val.callback_metrics["val/acc"].item() * 100
     assert [row["alpha"] for row in callback.rows] == [0.0, 0.5, 1.0]
@@ -217,4 +202,4 @@ def test_lpft_without_a_training_split_fails(tmp_path):
     )
     data.train_dataloader = lambda: DataLoader(TensorDataset(torch.zeros(0, 3, 32, 32)))
     with pytest.raises(ValueError, match=r"head_init='linear_probe' \(LP-FT\) needs a training"):
-        _trainer(tmp_path).fit(module, datamodule=data)
+        quiet_trainer(tmp_path).fit(module, datamodule=data)

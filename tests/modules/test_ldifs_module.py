@@ -1,11 +1,10 @@
 import pytest
 import torch
-from lightning.pytorch import Trainer
 from torch.utils.data import DataLoader, TensorDataset
 
 from ldifs_lightning import LDIFSModule
 from ldifs_lightning.modules.schedule import warmup_cosine_factor
-from tests.conftest import CLASSNAMES, TEMPLATES, TINY_VIT
+from tests.conftest import CLASSNAMES, TEMPLATES, TINY_VIT, quiet_trainer
 
 
 def _module(**overrides) -> LDIFSModule:
@@ -20,20 +19,6 @@ def _loader(num: int = 16) -> DataLoader:
     return DataLoader(TensorDataset(images, labels), batch_size=8)
 
 
-def _trainer(tmp_path, **overrides) -> Trainer:
-    kwargs = dict(
-        accelerator="cpu",
-        max_steps=4,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
-    kwargs.update(overrides)
-    return Trainer(**kwargs)
-
-
 def test_ldifs_term_is_exactly_zero_at_the_first_step():
     module = _module().train()
     _, distance = module._loss_terms(torch.randn(4, 3, 32, 32))
@@ -44,7 +29,7 @@ def test_training_makes_ldifs_positive_and_leaves_frozen_copy_untouched(tmp_path
     module = _module()
     frozen_before = {k: v.clone() for k, v in module.reference_encoder.state_dict().items()}
     trainable_before = {k: v.clone() for k, v in module.image_encoder.state_dict().items()}
-    trainer = _trainer(tmp_path)
+    trainer = quiet_trainer(tmp_path)
     trainer.fit(module, _loader(), _loader(8))
 
     for name, value in module.reference_encoder.state_dict().items():
@@ -61,7 +46,7 @@ def test_training_makes_ldifs_positive_and_leaves_frozen_copy_untouched(tmp_path
 
 def test_optimizer_holds_no_frozen_parameter(tmp_path):
     module = _module()
-    trainer = _trainer(tmp_path, max_steps=1)
+    trainer = quiet_trainer(tmp_path, max_steps=1)
     trainer.fit(module, _loader())
     in_optimizer = {id(p) for group in trainer.optimizers[0].param_groups for p in group["params"]}
     assert not in_optimizer & {id(p) for p in module.reference_encoder.parameters()}
@@ -83,7 +68,7 @@ def test_zero_weight_never_runs_a_frozen_copy(tmp_path, monkeypatch):
     monkeypatch.setattr(
         "ldifs_lightning.modules.ldifs_module.ldifs_distance", lambda *a, **k: calls.append(a)
     )
-    _trainer(tmp_path, max_steps=2).fit(module, _loader())
+    quiet_trainer(tmp_path, max_steps=2).fit(module, _loader())
     assert calls == []
 
 
@@ -122,7 +107,7 @@ def test_bf16_mixed_runs_the_frozen_copy_under_the_same_autocast(tmp_path, monke
 
     monkeypatch.setattr(ldifs_module, "ldifs_distance", spy)
     module = _module()
-    _trainer(tmp_path, max_steps=1, precision="bf16-mixed").fit(module, _loader())
+    quiet_trainer(tmp_path, max_steps=1, precision="bf16-mixed").fit(module, _loader())
     assert seen == [({torch.bfloat16}, {torch.bfloat16})]
 
 
@@ -139,7 +124,7 @@ def test_checkpoint_loads_offline_with_weights_only(tmp_path):
 
     torch.save(create_clip(TINY_VIT).state_dict(), clip_path)
     module = _module(pretrained=str(clip_path))
-    trainer = _trainer(tmp_path, max_steps=2)
+    trainer = quiet_trainer(tmp_path, max_steps=2)
     trainer.fit(module, _loader())
     checkpoint = tmp_path / "model.ckpt"
     trainer.save_checkpoint(checkpoint)
@@ -179,5 +164,5 @@ def test_class_count_mismatch_with_the_data_fails_before_training(tmp_path):
     data = FineTuneDataModule("shapes", image_size=32, batch_size=8, max_train_samples=8)
     module = _module()  # 3 class names, shapes has 8 classes
     with pytest.raises(ValueError, match="the data has 8 classes but the module got 3 class names"):
-        _trainer(tmp_path).fit(module, datamodule=data)
+        quiet_trainer(tmp_path).fit(module, datamodule=data)
     assert list(tmp_path.iterdir()) == []
