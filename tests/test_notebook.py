@@ -16,7 +16,7 @@ def test_notebook_is_committed_without_outputs():
             assert not cell.outputs and cell.execution_count is None
 
 
-@pytest.mark.slow
+# About 30 s: LDIFS_NOTEBOOK_QUICK shrinks every run in the notebook to a smoke test.
 def test_notebook_executes(tmp_path, monkeypatch):
     pytest.importorskip("ipykernel")
     from nbclient import NotebookClient
