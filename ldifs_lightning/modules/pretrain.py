@@ -176,6 +176,13 @@ class CLIPPretrainModule(LDIFSModule):
             self.head.weight.copy_(self.text_tower.logit_scale.exp() * torch.cat(rows))
             self.head.bias.zero_()
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # The fixed choices are not arguments of this class: keep them out of the saved
+        # hyper-parameters so that load_from_checkpoint can rebuild the module.
+        saved = checkpoint.get("hyper_parameters", {})
+        for key in _FIXED_CHOICES:
+            saved.pop(key, None)
+
     def on_fit_end(self) -> None:
         # trainer.log_dir broadcasts from rank zero: every rank asks before any returns.
         directory = Path(self.hparams.export_dir or self.trainer.log_dir or ".")

@@ -108,3 +108,24 @@ def test_shipped_model_reproduces_its_card_zero_shot_accuracies():
     measured = measure_card(metrics=("zero_shot",))
     for domain, row in card.items():
         assert measured[domain]["zs_acc"] == pytest.approx(row["zs_acc"], abs=1.0), domain
+
+
+def test_checkpoint_loads_back(tmp_path):
+    module = _module()
+    data = FineTuneDataModule("shapes", image_size=32, batch_size=8, max_train_samples=16)
+    trainer = Trainer(
+        max_steps=1,
+        limit_val_batches=0,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(module, data)
+    trainer.save_checkpoint(tmp_path / "last.ckpt")
+    loaded = CLIPPretrainModule.load_from_checkpoint(tmp_path / "last.ckpt")
+    images = torch.randn(2, 3, 32, 32)
+    module.eval(), loaded.eval()
+    with torch.no_grad():
+        assert torch.equal(loaded.image_encoder(images), module.image_encoder(images))
+    assert loaded.hparams.domains == ["shapes"]
