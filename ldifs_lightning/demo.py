@@ -36,14 +36,9 @@ class Method:
 
 #: Lower learning rate of the ``ft-low-lr`` run (ft.yaml's is 1e-3).
 LOW_LR = 1.0e-4
-#: The demo's lambda, chosen by the sweep in docs/demo.md: the tiny model's token-normalised feature
-#: distances are ~1e-3, far smaller than ViT-B/32's, so the reference lambda of 10 only halves the
-#: forgetting here. It is passed explicitly because configs/demo/ldifs.yaml still holds 10.0, which
-#: tests/test_cli.py pins; once that test is updated, the config holds it and this goes away.
-DEMO_LAMBDA = 300.0
 METHODS: dict[str, Method] = {
     "ft": Method("FT", "ft.yaml"),
-    "ldifs": Method("LDIFS", "ldifs.yaml", ("--model.init_args.ldifs_weight", str(DEMO_LAMBDA))),
+    "ldifs": Method("LDIFS", "ldifs.yaml"),  # lambda 300 lives in the config
     "ft-low-lr": Method(f"FT lr={LOW_LR:g}", "ft.yaml", ("--model.init_args.lr", str(LOW_LR))),
 }
 

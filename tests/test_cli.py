@@ -53,7 +53,7 @@ def test_print_config_shows_linked_and_default_values(capsys):
     assert exit_info.value.code == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["seed_everything"] == 0
-    assert printed["model"]["init_args"]["ldifs_weight"] == 10.0
+    assert printed["model"]["init_args"]["ldifs_weight"] == 300.0  # the demo's swept lambda
     assert printed["model"]["init_args"]["normalize"] == "token"
 
 
