@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits
 
 from ldifs_lightning.evaluation.linear_probe import (
     DEFAULT_L2_GRID,
@@ -81,6 +82,9 @@ def sklearn_probe(
     return model, best_l2, n_warnings
 
 
+default_threads = torch.get_num_threads()
+
+
 def run_case(
     n: int, dim: int, num_classes: int, separation: float, args: argparse.Namespace
 ) -> dict[str, float | int | str]:
@@ -90,33 +94,43 @@ def run_case(
     test_x, test_y = features[n:], labels[n:]
     grid = list(DEFAULT_L2_GRID)
 
-    ours_times, sklearn_times = [], []
+    # Each side runs with its default thread pools and capped to one thread, and its faster
+    # time counts: with two OpenBLAS copies and two OpenMP runtimes in one process, the defaults
+    # can oversubscribe a small or busy machine. --threads fixes one cap for both instead.
+    caps = [None, 1] if args.threads is None else [args.threads]
+    ours_times: dict[str, list[float]] = {str(cap or "default"): [] for cap in caps}
+    sklearn_times: dict[str, list[float]] = {str(cap or "default"): [] for cap in caps}
     for _ in range(args.repeat):  # interleaved, best of N: robust to a busy machine
-        start = time.perf_counter()
-        probe = fit_linear_probe(
-            train_x,
-            train_y,
-            num_classes=num_classes,
-            l2_grid=grid,
-            val_fraction=args.val_fraction,
-            seed=args.seed,
-            max_iter=args.max_iter,
-            tol=args.tol,
-        )
-        ours_times.append(time.perf_counter() - start)
+        for cap in caps:
+            with threadpool_limits(limits=cap):
+                torch.set_num_threads(cap or default_threads)
+                start = time.perf_counter()
+                probe = fit_linear_probe(
+                    train_x,
+                    train_y,
+                    num_classes=num_classes,
+                    l2_grid=grid,
+                    val_fraction=args.val_fraction,
+                    seed=args.seed,
+                    max_iter=args.max_iter,
+                    tol=args.tol,
+                )
+                ours_times[str(cap or "default")].append(time.perf_counter() - start)
+                torch.set_num_threads(default_threads)
 
-        start = time.perf_counter()
-        model, sk_l2, sk_warnings = sklearn_probe(
-            train_x.numpy(),
-            train_y.numpy(),
-            grid,
-            val_fraction=args.val_fraction,
-            seed=args.seed,
-            max_iter=args.max_iter,
-            tol=args.tol,
-        )
-        sklearn_times.append(time.perf_counter() - start)
-    ours_s, sklearn_s = min(ours_times), min(sklearn_times)
+                start = time.perf_counter()
+                model, sk_l2, sk_warnings = sklearn_probe(
+                    train_x.numpy(),
+                    train_y.numpy(),
+                    grid,
+                    val_fraction=args.val_fraction,
+                    seed=args.seed,
+                    max_iter=args.max_iter,
+                    tol=args.tol,
+                )
+                sklearn_times[str(cap or "default")].append(time.perf_counter() - start)
+    ours_s = min(min(times) for times in ours_times.values())
+    sklearn_s = min(min(times) for times in sklearn_times.values())
     ours_acc = (probe.predict(test_x) == test_y).double().mean().item()
     sklearn_acc = float((model.predict(test_x.numpy()) == test_y.numpy()).mean())
 
@@ -129,8 +143,8 @@ def run_case(
         "n_test": n_test,
         "ours_s": ours_s,
         "sklearn_s": sklearn_s,
-        "ours_s_all": ours_times,
-        "sklearn_s_all": sklearn_times,
+        "ours_s_all_by_thread_cap": ours_times,
+        "sklearn_s_all_by_thread_cap": sklearn_times,
         "speedup": sklearn_s / ours_s,
         "ours_acc": ours_acc,
         "sklearn_acc": sklearn_acc,
@@ -147,6 +161,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/linear_probe.json"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=3, help="timings are the best of N runs")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="cap both sides to N threads (default: each side's best of its default and 1)",
+    )
     parser.add_argument("--val-fraction", type=float, default=0.2)
     parser.add_argument("--max-iter", type=int, default=None, help="default: the probe's own")
     parser.add_argument("--tol", type=float, default=None, help="default: the probe's own")
@@ -181,7 +201,8 @@ def main() -> None:
         "environment": {
             "python": platform.python_version(),
             "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
+            "torch_default_threads": default_threads,
+            "threads_cap": args.threads,
             "machine": platform.machine(),
         },
         "results": rows,

@@ -264,8 +264,8 @@ class FeatureCache:
         if self.directory is None:
             return
         path = self.path(key)
-        # clone(): a view would otherwise drag its whole storage into the file.
-        payload = {name: value.detach().cpu().clone() for name, value in tensors.items()}
+        # A copy: a view would otherwise drag its whole storage into the file.
+        payload = {name: value.detach().to("cpu", copy=True) for name, value in tensors.items()}
         record = {
             "format": _FORMAT_VERSION,
             "key": key,

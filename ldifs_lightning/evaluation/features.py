@@ -52,6 +52,10 @@ def _extract_local(
         if autocast_dtype is not None
         else contextlib.nullcontext()
     )
+    if isinstance(encoder, nn.parallel.DistributedDataParallel):
+        # Its forward may broadcast buffers, a collective that ranks with different numbers of
+        # batches would not all reach; feature extraction needs none of what the wrapper adds.
+        encoder = encoder.module
     # Restore every submodule's own flag afterwards: encoder.train(mode) would also flip
     # submodules the caller deliberately keeps in eval mode (frozen norms, a frozen copy).
     modes = [(module, module.training) for module in encoder.modules()]
@@ -139,8 +143,9 @@ def extract_features(
 
     The encoder runs batched under ``torch.inference_mode`` in eval mode; each submodule's
     training flag is restored afterwards. The encoder must already live on ``device``; it is not
-    moved. With ``autocast_dtype`` the forward runs under ``torch.autocast`` for ``device``'s
-    type; features are cast to float32 before normalisation either way.
+    moved. A ``DistributedDataParallel`` wrapper is looked through (its ``.module`` is used).
+    With ``autocast_dtype`` the forward runs under ``torch.autocast`` for ``device``'s type;
+    features are cast to float32 before normalisation either way.
 
     Under ``torch.distributed`` with world size W > 1, rank r encodes items r, r + W, r + 2W, ...
     and all ranks all-gather, so every rank returns the full result in dataset order. Every rank

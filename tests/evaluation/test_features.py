@@ -119,6 +119,13 @@ def test_bad_inputs() -> None:
 # --- two processes over gloo -------------------------------------------------------------------
 
 
+def _normed_encoder() -> nn.Module:
+    torch.manual_seed(3)
+    encoder = nn.Sequential(nn.Flatten(), nn.Linear(48, 6), nn.BatchNorm1d(6))
+    encoder[2].running_mean.uniform_(-1.0, 1.0)
+    return encoder
+
+
 class _RankFailing(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if dist.get_rank() == 1:
@@ -136,6 +143,9 @@ def _worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
         results = {}
         for n in (7, 1):  # odd N: unequal shards; N=1: rank 1 has an empty shard
             results[n] = extract_features(encoder, _dataset(n), batch_size=2)
+        # Wrapped in DDP, with buffers, and one batch more on rank 0 than on rank 1.
+        wrapped = nn.parallel.DistributedDataParallel(_normed_encoder())
+        results["ddp"] = extract_features(wrapped, _dataset(7), batch_size=3)
         try:
             extract_features(_RankFailing(), _dataset(4))
             results["failure"] = "no error"
@@ -171,6 +181,10 @@ def test_two_process_gather_equals_single_process(tmp_path) -> None:
             assert features.shape == (n, 5)
             torch.testing.assert_close(features, expected, atol=1e-6, rtol=0)
             assert labels.tolist() == expected_labels.tolist() == [i % 3 for i in range(n)]
+        features, labels = results["ddp"]
+        expected, _ = extract_features(_normed_encoder(), _dataset(7), batch_size=3)
+        assert labels.tolist() == [i % 3 for i in range(7)]
+        torch.testing.assert_close(features, expected, atol=1e-6, rtol=0)
         # Neither rank hangs when one fails: the failing rank re-raises its own error.
         expected_error = (
             "ValueError: rank one broke"
