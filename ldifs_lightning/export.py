@@ -17,6 +17,8 @@ from pathlib import Path
 import open_clip
 import torch
 
+from ldifs_lightning.models import create_clip
+from ldifs_lightning.models.factory import uses_quick_gelu
 from ldifs_lightning.modules import LDIFSModule
 
 MODEL_FILE = "open_clip_pytorch_model.bin"
@@ -52,18 +54,25 @@ def export_open_clip(module: LDIFSModule, output_dir: str | os.PathLike) -> Path
     output.mkdir(parents=True, exist_ok=True)
     hp = module.hparams
     text_source = module.text_tower.clip if module.text_tower is not None else None
-    clip = open_clip.create_model(hp.model_name, pretrained=None)
     if text_source is None:
-        from ldifs_lightning.models import create_clip
-
         clip = create_clip(hp.model_name, hp.pretrained)
     else:
+        clip = create_clip(hp.model_name, None, uses_quick_gelu(hp.model_name, hp.pretrained))
         text_state = {
             k: v for k, v in text_source.state_dict().items() if not k.startswith("visual")
         }
-        clip.load_state_dict(text_state, strict=False)
+        missing = clip.load_state_dict(text_state, strict=False).missing_keys
+        if any(not key.startswith("visual.") for key in missing):
+            raise RuntimeError(f"the trained text tower lacks weights: {missing[:5]}")
     clip.visual.load_state_dict(module.image_encoder.state_dict())
     model_cfg = open_clip.get_model_config(hp.model_name)
+    if model_cfg is None:
+        raise ValueError(
+            f"model_name={hp.model_name!r} has no open_clip config to export; export supports "
+            "built-in and registered architectures"
+        )
+    if uses_quick_gelu(hp.model_name, hp.pretrained):
+        model_cfg["quick_gelu"] = True  # OpenAI weights: the folder must rebuild QuickGELU
     preprocess = dict(open_clip.get_model_preprocess_cfg(clip))
     _save_atomic({"model_cfg": model_cfg, "preprocess_cfg": preprocess}, output / CONFIG_FILE)
     _save_atomic({k: v.detach().cpu() for k, v in clip.state_dict().items()}, output / MODEL_FILE)

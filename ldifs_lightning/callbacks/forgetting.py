@@ -303,6 +303,12 @@ class ConceptForgettingCallback(Callback):
             f"{directory}/forgetting.csv):\n{format_table(latest, self.baseline)}"
         )
 
+    @property
+    def state_key(self) -> str:
+        # Several instances (e.g. different suites) keep separate state in a checkpoint.
+        names = [m if isinstance(m, str) else m.name for m in self.suite_spec]
+        return self._generate_state_key(suite=names, metrics=self.metrics)
+
     def state_dict(self) -> dict[str, Any]:
         return {"baseline": self.baseline, "history": self.history}
 

@@ -34,6 +34,7 @@ def history_rows(
                 "epoch": entry["epoch"],
                 "step": entry["step"],
                 "dataset": name,
+                "zero_shot_text_tower": entry.get("text_tower") if "zs_acc" in accuracies else None,
             }
             for short in ("lp", "zs"):
                 value = accuracies.get(f"{short}_acc")

@@ -42,6 +42,15 @@ def broadcast_from_rank_zero(value: object) -> object:
     return box[0]
 
 
+def all_ranks_agree(flag: bool) -> bool:
+    """True only if ``flag`` is true on every rank (``flag`` itself without a process group)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    box = [None] * dist.get_world_size()
+    dist.all_gather_object(box, bool(flag))
+    return all(box)
+
+
 def _features(
     encoder: nn.Module,
     dataset: ForeignDataset,
@@ -72,7 +81,12 @@ def _features(
             autocast=str(autocast_dtype),
             **dataset.identity[split],
         )
-        entry = cache.get_or_compute(key, compute)
+        entry = cache.get(key)
+        # Extraction has collectives: under DDP every rank must take the same branch, so a miss
+        # on any rank (node-local cache, corrupt entry) means every rank extracts.
+        if not all_ranks_agree(entry is not None):
+            entry = compute()
+            cache.put(key, entry)
     return entry["features"].to(device), entry["labels"].to(device)
 
 
@@ -127,15 +141,22 @@ def encoder_accuracies(
         row: dict[str, float] = {}
         if "linear_probe" in metrics:
             train_x, train_y = _features(encoder, dataset, "train", *args)
-            accuracy = None
+            outcome: tuple[float | None, str | None] = (None, None)
             if not dist.is_initialized() or dist.get_rank() == 0:
                 num_classes = max(int(train_y.max()), int(test_y.max())) + 1
                 if dataset.classnames:
                     num_classes = len(dataset.classnames)
-                accuracy, _ = linear_probe_accuracy(
-                    train_x, train_y, test_x, test_y, num_classes=num_classes, seed=probe_seed
-                )
-            row["lp_acc"] = 100.0 * float(broadcast_from_rank_zero(accuracy))
+                try:
+                    accuracy, _ = linear_probe_accuracy(
+                        train_x, train_y, test_x, test_y, num_classes=num_classes, seed=probe_seed
+                    )
+                    outcome = (accuracy, None)
+                except ValueError as error:  # shared, so no rank waits forever for rank zero
+                    outcome = (None, f"{dataset.name}: {error}")
+            accuracy, failure = broadcast_from_rank_zero(outcome)
+            if failure is not None:
+                raise ValueError(failure)
+            row["lp_acc"] = 100.0 * float(accuracy)
         if "zero_shot" in metrics:
             embeddings = class_embeddings[dataset.name].to(device=test_x.device, dtype=test_x.dtype)
             row["zs_acc"] = 100.0 * zero_shot_accuracy(test_x, test_y, embeddings)

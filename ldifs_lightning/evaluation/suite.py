@@ -25,8 +25,9 @@ class ForeignDataset:
         test: ``(image tensor, label)`` samples accuracies are measured on.
         classnames: Class names in label order (needed for zero-shot).
         templates: Prompt templates with one ``{}`` (needed for zero-shot).
-        identity: Strings that identify the samples' content for the feature cache (e.g. dataset
-            name, root, sample-id hash, transform, indices). Defaults to the name.
+        identity: Per split, what identifies the samples for the feature cache (dataset name,
+            resolved root, sample-id hash, transform, indices). Empty (the default) disables
+            caching for this dataset.
 
     Example:
         >>> from torch.utils.data import TensorDataset
@@ -94,6 +95,7 @@ def registry_suite(
             members[split] = TransformedDataset(Subset(official, indices), transform)
             identity[split] = {
                 "dataset": info.name,
+                "root": str(Path(root).resolve()),
                 "split": split,
                 "samples": _ids_digest(official),
                 "transform": repr(transform),

@@ -114,13 +114,27 @@ def resolve_pretrained(model_name: str, pretrained: str | None) -> str | None:
         ) from None
 
 
-def create_clip(model_name: str, pretrained: str | None = None) -> torch.nn.Module:
+def uses_quick_gelu(model_name: str, pretrained: str | None) -> bool:
+    """Whether the weights named by an open_clip tag were trained with QuickGELU (no download)."""
+    if pretrained is None or model_name.startswith(("hf-hub:", "local-dir:")):
+        return False
+    tag_cfg = get_pretrained_cfg(model_name.replace("/", "-"), pretrained) or {}
+    return bool(tag_cfg.get("quick_gelu", False))
+
+
+def create_clip(
+    model_name: str, pretrained: str | None = None, quick_gelu: bool | None = None
+) -> torch.nn.Module:
     """Build an open_clip CLIP model (both towers) in fp32 on the CPU.
 
     Args:
         model_name: An open_clip architecture (``"ViT-B-32"``, ``"RN50"``), one registered with
             :func:`register_model_config` (``"ldifs-tiny-vit"``), or ``"hf-hub:org/repo"``.
         pretrained: An open_clip tag, a local checkpoint path, or ``None`` for random init.
+        quick_gelu: Build with QuickGELU activations; ``None`` follows the tag (OpenAI's weights
+            were trained with QuickGELU, and open_clip only warns when the config says otherwise,
+            which silently degrades features). For OpenAI weights given as a file, pass ``True``
+            or use a ``-quickgelu`` model name.
 
     Example:
         >>> model = create_clip("ldifs-tiny-vit", pretrained=None)
@@ -129,16 +143,21 @@ def create_clip(model_name: str, pretrained: str | None = None) -> torch.nn.Modu
     """
     _check_model_name(model_name)
     checkpoint = resolve_pretrained(model_name, pretrained)
-    if checkpoint is None:
-        return open_clip.create_model(model_name, pretrained=None)
-    tag_cfg = get_pretrained_cfg(model_name.replace("/", "-"), pretrained) or {}
-    # OpenAI's weights were trained with QuickGELU; open_clip only warns when the config says
-    # otherwise, which silently degrades features, so follow the tag's setting.
+    if quick_gelu is None:
+        quick_gelu = uses_quick_gelu(model_name, pretrained)
+    is_tag = checkpoint is not None and uses_tag(model_name, pretrained)
     return open_clip.create_model(
         model_name,
-        pretrained=pretrained if tag_cfg else checkpoint,
-        force_quick_gelu=bool(tag_cfg.get("quick_gelu", False)),
+        pretrained=pretrained if is_tag else checkpoint,
+        force_quick_gelu=quick_gelu,
     )
+
+
+def uses_tag(model_name: str, pretrained: str | None) -> bool:
+    """Whether ``pretrained`` is an open_clip tag of ``model_name`` (not a path or None)."""
+    if pretrained is None or model_name.startswith(("hf-hub:", "local-dir:")):
+        return False
+    return bool(get_pretrained_cfg(model_name.replace("/", "-"), pretrained))
 
 
 def image_size_of(encoder: torch.nn.Module) -> int:

@@ -32,6 +32,7 @@ from ldifs_lightning.models import (
     image_size_of,
     register_model_config,
 )
+from ldifs_lightning.models.factory import uses_quick_gelu
 from ldifs_lightning.models.text_tower import TextTower, sample_captions
 from ldifs_lightning.modules.probe_head import fit_probe_head
 from ldifs_lightning.modules.schedule import warmup_cosine_factor
@@ -182,7 +183,9 @@ class LDIFSModule(LightningModule):
         self.templates = list(templates)
 
         from_checkpoint = _WEIGHTS_FROM_CHECKPOINT.get()
-        clip = create_clip(model_name, None if from_checkpoint else pretrained)
+        # From a checkpoint the weights come later, but the architecture must match them.
+        quick_gelu = uses_quick_gelu(model_name, pretrained)
+        clip = create_clip(model_name, None if from_checkpoint else pretrained, quick_gelu)
         self.image_encoder: nn.Module = clip.visual
         self.tap_names = FeatureTaps(self.image_encoder, taps).names  # validates names early
         embed_dim = clip.text_projection.shape[1]
@@ -210,7 +213,10 @@ class LDIFSModule(LightningModule):
             self.text_tower = TextTower(clip, model_name)
             self.head.requires_grad_(False)  # FLYP classifies with the current text tower
         if trainable == "head":
+            # Fixed features: no gradients and eval mode (BatchNorm statistics too). Lightning
+            # keeps each submodule's mode across its train/eval switches.
             self.image_encoder.requires_grad_(False)
+            self.image_encoder.eval()
         del clip  # without FLYP the text tower is only needed for the head
 
         self._task_loss = {
@@ -339,6 +345,9 @@ class LDIFSModule(LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._refresh_text_head()
+
+    def on_train_end(self) -> None:
+        self._refresh_text_head()  # callbacks' on_fit_end (WiSE-FT) and exports see the last step
 
     def on_test_epoch_start(self) -> None:
         self._refresh_text_head()

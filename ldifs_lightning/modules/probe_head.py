@@ -19,8 +19,12 @@ def _train_loader(trainer: Trainer):
     try:
         loader = datamodule.train_dataloader()
         size = len(loader)
-    except Exception:  # a DataModule without train data fails in many ways (None, no hook, ...)
-        size = 0
+    except Exception as error:  # a DataModule without train data fails in many ways
+        raise ValueError(
+            f"head_init='linear_probe' (LP-FT) needs a training split, but "
+            f"{type(datamodule).__name__}.train_dataloader() failed: "
+            f"{type(error).__name__}: {error}"
+        ) from None
     if size == 0:
         raise ValueError(
             f"head_init='linear_probe' (LP-FT) needs a training split, but "
@@ -33,8 +37,9 @@ def _train_loader(trainer: Trainer):
 def fit_probe_head(module: LightningModule, trainer: Trainer) -> None:
     """Set ``module.head`` to a probe fitted on l2-normalised features of the training set.
 
-    Under DDP every rank extracts its shard, the shards are gathered, and every rank fits the same
-    deterministic probe on the same features, so the heads are identical.
+    Under DDP every rank extracts its shard (the DataModule's loader must shard, as
+    ``FineTuneDataModule``'s does), the shards are gathered, the probe is fitted on rank zero and
+    its weights broadcast, so every rank starts from the same head.
     """
     loader = _train_loader(trainer)
     encoder = module.image_encoder
@@ -52,8 +57,12 @@ def fit_probe_head(module: LightningModule, trainer: Trainer) -> None:
     if trainer.world_size > 1:
         features = module.all_gather(features).flatten(0, 1)
         labels = module.all_gather(labels).flatten(0, 1)
-    probe = fit_linear_probe(
-        features, labels, num_classes=len(module.classnames), seed=module.hparams.seed
-    )
-    module.head.weight.copy_(probe.weight.to(module.head.weight))
-    module.head.bias.copy_(probe.bias.to(module.head.bias))
+    weight, bias = module.head.weight.detach().clone(), module.head.bias.detach().clone()
+    if trainer.is_global_zero:
+        probe = fit_linear_probe(
+            features, labels, num_classes=len(module.classnames), seed=module.hparams.seed
+        )
+        weight, bias = probe.weight.to(weight), probe.bias.to(bias)
+    weight, bias = trainer.strategy.broadcast((weight, bias), src=0)
+    module.head.weight.copy_(weight.to(module.head.weight))
+    module.head.bias.copy_(bias.to(module.head.bias))

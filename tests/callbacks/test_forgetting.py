@@ -260,3 +260,19 @@ def test_flyp_zero_shot_uses_the_current_text_tower(tmp_path, monkeypatch):
     torch.testing.assert_close(seen[-1], expected)
     assert not torch.equal(seen[0], seen[-1])  # baseline: pre-trained text tower
     assert callback.history[-1]["text_tower"] == "current"
+    with open(tmp_path / "forgetting.csv") as handle:
+        assert [row["zero_shot_text_tower"] for row in csv.DictReader(handle)] == ["current"]
+
+
+def test_probe_failure_is_one_line_naming_the_dataset():
+    images = torch.randn(10, 3, 32, 32)
+    one_class = TensorDataset(images, torch.zeros(10, dtype=torch.long))
+    member = ForeignDataset("mine", one_class, one_class)
+    with pytest.raises(ValueError, match=r"^mine: "):
+        encoder_accuracies(create_clip(TINY_VIT).visual, [member], metrics=["linear_probe"])
+
+
+def test_two_callbacks_keep_separate_state(tmp_path):
+    lp = _callback(tmp_path, metrics=["linear_probe"])
+    zs = _callback(tmp_path, metrics=["zero_shot"])
+    assert lp.state_key != zs.state_key

@@ -11,7 +11,7 @@ from ldifs_lightning.callbacks import WiSEFTCallback
 from ldifs_lightning.data import FineTuneDataModule
 from ldifs_lightning.evaluation.linear_probe import fit_linear_probe
 from ldifs_lightning.models.text_tower import sample_captions
-from tests.conftest import CLASSNAMES, TEMPLATES, TINY_VIT, quiet_trainer
+from tests.conftest import CLASSNAMES, TEMPLATES, TINY_RN, TINY_VIT, quiet_trainer
 
 
 def _module(**overrides) -> LDIFSModule:
@@ -203,3 +203,22 @@ def test_lpft_without_a_training_split_fails(tmp_path):
     data.train_dataloader = lambda: DataLoader(TensorDataset(torch.zeros(0, 3, 32, 32)))
     with pytest.raises(ValueError, match=r"head_init='linear_probe' \(LP-FT\) needs a training"):
         quiet_trainer(tmp_path).fit(module, datamodule=data)
+
+
+def test_linear_probing_keeps_batchnorm_statistics_fixed(tmp_path):
+    module = LDIFSModule(
+        CLASSNAMES,
+        TEMPLATES,
+        model_name=TINY_RN,
+        pretrained=None,
+        ldifs_weight=0.0,
+        trainable="head",
+        lr=1e-2,
+        warmup_steps=1,
+    )
+    before = {k: v.clone() for k, v in module.image_encoder.state_dict().items()}
+    data = DataLoader(TensorDataset(*_batch(12)), batch_size=6)
+    quiet_trainer(tmp_path).fit(module, data)
+    assert not module.image_encoder.training
+    for name, value in module.image_encoder.state_dict().items():
+        assert torch.equal(value, before[name]), name  # running means included

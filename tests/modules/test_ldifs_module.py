@@ -166,3 +166,21 @@ def test_class_count_mismatch_with_the_data_fails_before_training(tmp_path):
     with pytest.raises(ValueError, match="the data has 8 classes but the module got 3 class names"):
         quiet_trainer(tmp_path).fit(module, datamodule=data)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_checkpoint_of_quick_gelu_weights_loads_with_quick_gelu(tmp_path, monkeypatch):
+    # As for pretrained="openai": the tag says QuickGELU, which the loaded architecture must keep.
+    from open_clip.transformer import QuickGELU
+
+    monkeypatch.setattr(
+        "ldifs_lightning.modules.ldifs_module.uses_quick_gelu", lambda name, pretrained: True
+    )
+    module = _module()
+    trainer = quiet_trainer(tmp_path, max_steps=1)
+    trainer.fit(module, _loader())
+    trainer.save_checkpoint(tmp_path / "model.ckpt")
+    loaded = LDIFSModule.load_from_checkpoint(tmp_path / "model.ckpt")
+    activations = {type(m) for m in loaded.image_encoder.modules()}
+    assert QuickGELU in activations
+    images = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(loaded.eval()(images), module.eval()(images))
