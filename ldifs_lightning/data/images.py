@@ -38,6 +38,11 @@ class ImageFileDataset(Dataset):
         self.sample_ids = [relative for relative, _ in pairs]
         self.targets = [label for _, label in pairs]
 
+    @classmethod
+    def from_paths(cls, root: Path, samples: Iterable[tuple[str, int]]) -> ImageFileDataset:
+        """From ``(path under root, label)`` pairs, e.g. torchvision's ``ImageFolder.samples``."""
+        return cls(root, [(Path(path).relative_to(root), label) for path, label in samples])
+
     @property
     def paths(self) -> list[Path]:
         return [self.root / relative for relative in self.sample_ids]
@@ -47,6 +52,11 @@ class ImageFileDataset(Dataset):
         return ImageFileDataset(
             self.root, [(self.sample_ids[index], self.targets[index]) for index in indices]
         )
+
+    def select_ids(self, sample_ids: Iterable[str]) -> ImageFileDataset:
+        """The samples with the given ids (e.g. an official split list), in id order."""
+        index_of = {sample_id: index for index, sample_id in enumerate(self.sample_ids)}
+        return self.select(sorted(index_of[sample_id] for sample_id in sample_ids))
 
     def __len__(self) -> int:
         return len(self.sample_ids)

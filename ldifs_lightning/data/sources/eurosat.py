@@ -44,9 +44,7 @@ def load_eurosat(root: Path, split: Split, download: bool = False) -> Dataset:
     samples = EuroSAT(str(root)).samples
     labels = [label for _, label in samples]
     require_labels("eurosat", labels, EUROSAT_CLASSNAMES, data_folder)
-    dataset = ImageFileDataset(
-        base_folder, [(Path(path).relative_to(base_folder), label) for path, label in samples]
-    )
+    dataset = ImageFileDataset.from_paths(base_folder, samples)
     train, test = split_held_out(dataset.sample_ids, dataset.targets, TEST_FRACTION, TEST_SEED)
     return dataset.select(train if split == "train" else test)
 

@@ -59,9 +59,7 @@ def load_resisc45(root: Path, split: Split, download: bool = False) -> Dataset:
     samples = ImageFolder(str(image_folder)).samples
     labels = [label for _, label in samples]
     require_labels("resisc45", labels, RESISC45_CLASSNAMES, image_folder)
-    dataset = ImageFileDataset(
-        base_folder, [(Path(path).relative_to(base_folder), label) for path, label in samples]
-    )
+    dataset = ImageFileDataset.from_paths(base_folder, samples)
     lists = {name: _split_list(base_folder, name) for name in ("train", "test")}
     present = [name for name, path in lists.items() if path.is_file()]
     if len(present) == 1:
@@ -77,9 +75,7 @@ def load_resisc45(root: Path, split: Split, download: bool = False) -> Dataset:
         # A listed name like "baseball_diamond_001.jpg" lives in the folder "baseball_diamond".
         listed = [image_folder / name.rsplit("_", 1)[0] / name for name in wanted]
         require_listed_files("resisc45", listed, listing)
-        index_of = {sample_id: index for index, sample_id in enumerate(dataset.sample_ids)}
-        wanted = [path.relative_to(base_folder).as_posix() for path in listed]
-        return dataset.select(sorted(index_of[name] for name in wanted))
+        return dataset.select_ids(path.relative_to(base_folder).as_posix() for path in listed)
     train, test = split_held_out(dataset.sample_ids, dataset.targets, TEST_FRACTION, TEST_SEED)
     return dataset.select(train if split == "train" else test)
 

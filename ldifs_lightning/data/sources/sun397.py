@@ -89,8 +89,7 @@ def load_sun397(root: Path, split: Split, download: bool = False) -> Dataset:
             line.strip().lstrip("/") for line in listing.read_text().splitlines() if line.strip()
         ]
         require_listed_files("sun397", [data_folder / relative for relative in wanted], listing)
-        index_of = {sample_id: index for index, sample_id in enumerate(dataset.sample_ids)}
-        return dataset.select(sorted(index_of[relative] for relative in wanted))
+        return dataset.select_ids(wanted)
     train, test = split_held_out(dataset.sample_ids, dataset.targets, TEST_FRACTION, TEST_SEED)
     return dataset.select(train if split == "train" else test)
 
