@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # that also runs on CPU); pip takes them from local disk there, from PyPI elsewhere.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test lint
+.PHONY: demo test lint tables results
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,3 +26,19 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+# Re-render the measured tables of README.md, docs/demo.md and the model card from the committed
+# JSON (docs/results/, pretrained/card.json, benchmarks/results/); `--check` lists stale ones.
+tables: $(STAMP)
+	$(BIN)/python -m ldifs_lightning.reporting.render
+
+# Re-measure what those tables quote (demo, lambda sweep, model card) and re-render them. The
+# benchmarks are timings: re-run them by hand on an idle machine (benchmarks/README.md).
+results: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python -m ldifs_lightning.demo --out runs/demo
+	OMP_NUM_THREADS=1 $(BIN)/python -m ldifs_lightning.demo --sweep --out runs/sweep
+	mkdir -p docs/results
+	cp runs/demo/summary.json docs/results/demo.json
+	cp runs/sweep/summary.json docs/results/lambda_sweep.json
+	OMP_NUM_THREADS=1 $(BIN)/python -m ldifs_lightning.pretrained.build --card
+	$(BIN)/python -m ldifs_lightning.reporting.render

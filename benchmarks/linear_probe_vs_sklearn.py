@@ -29,6 +29,7 @@ from ldifs_lightning.evaluation.linear_probe import (
     DEFAULT_L2_GRID,
     _validation_split,
     fit_linear_probe,
+    select_l2,
 )
 
 # (train rows, feature dim, classes, class-mean norm); the norms put test accuracy near 80-90 %.
@@ -63,7 +64,7 @@ def sklearn_probe(
     # Convert and split once (lbfgs works in float64), so no fit pays for a copy of its own.
     x = np.ascontiguousarray(train_x, dtype=np.float64)
     fit_x, fit_y, val_x, val_y = x[fit_index], train_y[fit_index], x[val_index], train_y[val_index]
-    best_l2, best_accuracy = grid[0], -1.0
+    accuracies: dict[float, float] = {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         for l2 in sorted(grid, reverse=True):
@@ -71,9 +72,9 @@ def sklearn_probe(
                 C=1.0 / (2.0 * l2 * len(fit_y)), solver="lbfgs", max_iter=max_iter, tol=tol
             )
             model.fit(fit_x, fit_y)
-            accuracy = float((model.predict(val_x) == val_y).mean())
-            if accuracy > best_accuracy:
-                best_l2, best_accuracy = l2, accuracy
+            accuracies[l2] = float((model.predict(val_x) == val_y).mean())
+        # The package's tie rule: one held-out sample either way counts as a tie.
+        best_l2 = select_l2(list(accuracies), list(accuracies.values()), tolerance=1.0 / len(val_y))
         model = LogisticRegression(
             C=1.0 / (2.0 * best_l2 * len(train_y)), solver="lbfgs", max_iter=max_iter, tol=tol
         )

@@ -1,29 +1,57 @@
-"""The ``ldifs`` command: LightningCLI over the package's modules and DataModules.
+"""The ``ldifs`` command: LightningCLI over the package's modules and DataModules, plus tools.
 
 ldifs fit --config configs/demo/ldifs.yaml
 ldifs fit --config configs/demo/ldifs.yaml --trainer.devices 2 --trainer.strategy ddp
 ldifs fit --config configs/demo/ldifs.yaml --print_config
+ldifs export --ckpt_path last.ckpt --output_dir exported/
+ldifs export --model_name ViT-B-32 --pretrained openai --dataset eurosat --output_dir exported/
+
+``fit``, ``validate``, ``test`` and ``predict`` are LightningCLI's; a *tool* subcommand
+(``export``) is a plain function whose typed signature jsonargparse turns into options. Every
+subcommand is listed by ``ldifs --help`` and has its own ``--help``. A bad value anywhere ends as
+one line, ``error: <message>`` (see ``ldifs_lightning.cli_errors``).
 """
 
 from __future__ import annotations
 
-import sys
+import importlib
+import logging
+import warnings
+from collections.abc import Callable
+from typing import Any
 
-from lightning.pytorch import LightningDataModule
+from jsonargparse import ActionConfigFile, Namespace
+from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from ldifs_lightning import __version__
-from ldifs_lightning.data import FineTuneDataModule  # noqa: F401  (importable by class_path)
+from ldifs_lightning.cli_errors import errors_as_one_line
+from ldifs_lightning.data import FineTuneDataModule
 from ldifs_lightning.modules import LDIFSModule
 
 # Seed used when a config does not set seed_everything, so runs are reproducible by default.
 DEFAULT_SEED = 0
 
+# Tool subcommands: name -> "module:function". Imported only when that subcommand runs or its
+# parser is built, so `ldifs fit` does not pay for them.
+TOOL_SUBCOMMANDS: dict[str, str] = {
+    "export": "ldifs_lightning.export:export_model",
+}
+
+
+def _tool_function(name: str) -> Callable[..., Any]:
+    module_name, function_name = TOOL_SUBCOMMANDS[name].split(":")
+    return getattr(importlib.import_module(module_name), function_name)
+
 
 class LDIFSCLI(LightningCLI):
-    """LightningCLI with the data's class names and templates linked into the model."""
+    """LightningCLI with the data's class names and templates linked into the model, the tool
+    subcommands next to LightningCLI's, and parse errors raised (not printed) so that
+    :func:`main` reports them as one line."""
 
-    def init_parser(self, **kwargs) -> LightningArgumentParser:
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        # Raise ArgumentError instead of printing usage + exiting: main() prints one line.
+        kwargs.setdefault("exit_on_error", False)
         parser = super().init_parser(**kwargs)
         parser.add_argument("--version", action="version", version=f"ldifs-lightning {__version__}")
         return parser
@@ -34,22 +62,52 @@ class LDIFSCLI(LightningCLI):
         )
         parser.link_arguments("data.templates", "model.init_args.templates", apply_on="instantiate")
 
+    def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
+        super()._add_subcommands(parser, **kwargs)
+        subcommands = parser._subcommands_action
+        assert subcommands is not None  # created by super()
+        for name in TOOL_SUBCOMMANDS:
+            function = _tool_function(name)
+            summary = (function.__doc__ or "").strip().splitlines()[0]
+            tool_parser = LightningArgumentParser(description=summary, exit_on_error=False)
+            tool_parser.add_argument("-c", "--config", action=ActionConfigFile, help="YAML config.")
+            tool_parser.add_function_arguments(function, as_group=False)
+            subcommands.add_subcommand(name, tool_parser, help=summary)
 
-def main(args: list[str] | None = None) -> None:
-    """Run the CLI; ``args`` replaces ``sys.argv[1:]`` (for tests and notebooks).
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        with warnings.catch_warnings():
+            # main(args) passes a list on purpose (tests, notebooks); Lightning warns about it.
+            warnings.filterwarnings(
+                "ignore", "LightningCLI's args parameter is intended", category=UserWarning
+            )
+            super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if subcommand in TOOL_SUBCOMMANDS:
+            # A tool is a plain function: run it and stop here, before LightningCLI builds a
+            # model, a DataModule and a Trainer that the tool does not use.
+            options: Namespace = self.config[subcommand]
+            kwargs = {k: v for k, v in options.items() if k not in ("config", "__path__")}
+            _tool_function(subcommand)(**kwargs)
+            raise SystemExit(0)
 
-    ``ldifs export --ckpt_path CKPT --output_dir DIR`` writes an open_clip model folder; every
-    other subcommand is LightningCLI's.
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """Validate the DataModule's files first, so bad data fails before the Trainer prints its
+        banner or creates a log directory. Skipped when the DataModule may still download (the
+        Trainer's ``prepare_data`` must run first, on one process)."""
+        data = self.datamodule
+        if self.subcommand and isinstance(data, FineTuneDataModule) and not data.hparams.download:
+            data.setup(self.subcommand)  # idempotent: the Trainer's own setup() reuses the splits
+        return super().instantiate_trainer(**kwargs)
+
+
+def build_cli(args: list[str] | None = None, run: bool = True) -> LDIFSCLI:
+    """The ``ldifs`` CLI over ``args``; with ``run=False`` it only builds model, data and Trainer.
+
+    Example:
+        >>> cli = build_cli(["--config", "configs/demo/ldifs.yaml"], run=False)  # doctest: +SKIP
+        >>> cli.trainer.fit(cli.model, datamodule=cli.datamodule)  # doctest: +SKIP
     """
-    argv = sys.argv[1:] if args is None else list(args)
-    if argv[:1] == ["export"]:
-        from jsonargparse import auto_cli
-
-        from ldifs_lightning.export import export_checkpoint
-
-        auto_cli(export_checkpoint, args=argv[1:], as_positional=False)
-        return
-    LDIFSCLI(
+    return LDIFSCLI(
         LDIFSModule,
         LightningDataModule,
         subclass_mode_model=True,
@@ -57,7 +115,20 @@ def main(args: list[str] | None = None) -> None:
         seed_everything_default=DEFAULT_SEED,
         save_config_kwargs={"overwrite": True},
         args=args,
+        run=run,
     )
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run the CLI; ``args`` replaces ``sys.argv[1:]`` (for tests and notebooks).
+
+    A user error (bad option, bad value, bad dataset files) prints ``error: <message>`` and
+    exits with status 2; ``LDIFS_TRACEBACK=1`` shows the full traceback instead.
+    """
+    # "Seed set to 0" on every start is noise next to a one-line error; the seed is in config.yaml.
+    logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
+    with errors_as_one_line():
+        build_cli(args)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,12 @@
 
     python -m ldifs_lightning.demo                    # FT, LDIFS and FT at a lower learning rate
     python -m ldifs_lightning.demo --methods ft ldifs --out runs/my-demo
+    python -m ldifs_lightning.demo --sweep --out runs/sweep   # LDIFS lambdas, FT learning rates
 
 Each method is one ``ldifs fit`` run of a config in ``configs/demo/`` (``ft.yaml``, ``ldifs.yaml``;
-``ft-low-lr`` is ``ft.yaml`` with ``--model.init_args.lr`` lowered), with the same data, schedule,
-seed and forgetting suite. The ConceptForgettingCallback measures the foreign domains after every
+``ft-low-lr`` is ``ft.yaml`` with ``--model.init_args.lr`` lowered, ``ldifs-<lambda>`` is
+``ldifs.yaml`` with another ``ldifs_weight``), with the same data, schedule, seed and forgetting
+suite. The ConceptForgettingCallback measures the foreign domains after every
 epoch; after training the task's test accuracy is measured. Everything lands under one run
 directory: ``<out>/<method>/`` (the run's logs, ``forgetting.csv``, ``forgetting.png``),
 ``<out>/summary.json`` and ``<out>/comparison.png``; the comparison table is printed.
@@ -14,8 +16,10 @@ directory: ``<out>/<method>/`` (the run's logs, ``forgetting.csv``, ``forgetting
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
+import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,11 +40,37 @@ class Method:
 
 #: Lower learning rate of the ``ft-low-lr`` run (ft.yaml's is 1e-3).
 LOW_LR = 1.0e-4
+#: The lambda sweep's values besides ldifs.yaml's 300, and its intermediate FT learning rate.
+SWEEP_LAMBDAS: tuple[float, ...] = (10.0, 100.0, 1000.0, 3000.0)
+MID_LR = 3.0e-4
+
+
+def _ldifs_at(weight: float) -> Method:
+    return Method(
+        f"LDIFS lambda={weight:g}", "ldifs.yaml", ("--model.init_args.ldifs_weight", str(weight))
+    )
+
+
 METHODS: dict[str, Method] = {
     "ft": Method("FT", "ft.yaml"),
     "ldifs": Method("LDIFS", "ldifs.yaml"),  # lambda 300 lives in the config
     "ft-low-lr": Method(f"FT lr={LOW_LR:g}", "ft.yaml", ("--model.init_args.lr", str(LOW_LR))),
+    "ft-mid-lr": Method(f"FT lr={MID_LR:g}", "ft.yaml", ("--model.init_args.lr", str(MID_LR))),
+    **{f"ldifs-{weight:g}": _ldifs_at(weight) for weight in SWEEP_LAMBDAS},
 }
+#: What ``make demo`` runs.
+DEMO_METHODS: tuple[str, ...] = ("ft", "ldifs", "ft-low-lr")
+#: What ``--sweep`` runs: FT (lambda 0), LDIFS at every lambda, FT at lower learning rates.
+SWEEP_METHODS: tuple[str, ...] = (
+    "ft",
+    "ldifs-10",
+    "ldifs-100",
+    "ldifs",
+    "ldifs-1000",
+    "ldifs-3000",
+    "ft-mid-lr",
+    "ft-low-lr",
+)
 
 
 def _configs_dir(configs: str | Path | None) -> Path:
@@ -55,16 +85,46 @@ def _configs_dir(configs: str | Path | None) -> Path:
     return folder
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is under it (no home paths in JSON)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def logged_range(metrics_csv: Path, keys: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Min, median and max over the logged steps of each of ``keys`` in a CSVLogger file (keys
+    never logged are left out)."""
+    with metrics_csv.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    ranges = {}
+    for key in keys:
+        values = [float(row[key]) for row in rows if row.get(key) not in (None, "")]
+        if values:
+            ranges[key] = {
+                "min": min(values),
+                "median": statistics.median(values),
+                "max": max(values),
+            }
+    return ranges
+
+
 def run_method(
     name: str, out: Path, configs: Path, extra_args: Sequence[str] = ()
 ) -> dict[str, Any]:
-    """Fit one method, test it on the task, return its summary row."""
-    from lightning.pytorch import LightningDataModule
+    """Fit one method, test it on the task, return its summary row.
+
+    The row records what the run did (task, lr, lambda, epochs, seed), what it measured (task
+    accuracy and test-set size, mean and per-domain deltas, the pre-trained levels, the per-epoch
+    history, the range of the logged per-batch cross-entropy and LDIFS distance) and where (torch
+    version, torch threads, CPU count, seconds for fit + test).
+    """
+    import torch
 
     from ldifs_lightning.callbacks import ConceptForgettingCallback
-    from ldifs_lightning.cli import DEFAULT_SEED, LDIFSCLI
+    from ldifs_lightning.cli import build_cli
     from ldifs_lightning.evaluation.forgetting import forgetting_deltas
-    from ldifs_lightning.modules import LDIFSModule
 
     method = METHODS[name]
     args = [
@@ -90,30 +150,23 @@ def run_method(
         *extra_args,
     ]
     start = time.perf_counter()
-    cli = LDIFSCLI(
-        LDIFSModule,
-        LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        seed_everything_default=DEFAULT_SEED,
-        save_config_kwargs={"overwrite": True},
-        args=args,
-        run=False,
-    )
+    cli = build_cli(args, run=False)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     tested = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
     seconds = time.perf_counter() - start
+    cli.trainer.logger.save()
     callback = next(c for c in cli.trainer.callbacks if isinstance(c, ConceptForgettingCallback))
     latest = forgetting_deltas(callback.baseline, callback.history[-1]["accuracies"])
     hp = cli.model.hparams
     return {
         "label": method.label,
-        "config": str(configs / method.config),
+        "config": _shown(configs / method.config),
         "task": cli.datamodule.hparams.dataset,
         "lr": hp.lr,
         "ldifs_weight": hp.ldifs_weight,
         "epochs": cli.trainer.current_epoch,
         "task_acc": 100.0 * float(tested[0]["test/acc"]),
+        "task_test_images": len(cli.datamodule.test_set),
         "mean_delta_lp": latest.get("mean_delta_lp"),
         "mean_delta_zs": latest.get("mean_delta_zs"),
         "domains": {
@@ -129,6 +182,14 @@ def run_method(
             for e in callback.history
         ],
         "log_dir": str(cli.trainer.log_dir),
+        # Per-batch training terms, to compare the LDIFS distance's scale with the loss's.
+        "train_log": logged_range(
+            Path(cli.trainer.log_dir) / "metrics.csv", ("train/ce", "train/ldifs")
+        ),
+        "seed": cli.config.get("seed_everything"),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
         "seconds": round(seconds, 1),
     }
 
@@ -184,7 +245,7 @@ def plot_comparison(summary: dict[str, dict[str, Any]], path: Path) -> None:
 
 def run_demo(
     out: str | Path = "runs/demo",
-    methods: Sequence[str] = ("ft", "ldifs", "ft-low-lr"),
+    methods: Sequence[str] = DEMO_METHODS,
     configs: str | Path | None = None,
     extra_args: Sequence[str] = (),
 ) -> dict[str, dict[str, Any]]:
@@ -213,8 +274,12 @@ def run_demo(
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="FT vs LDIFS concept forgetting on the demo CLIP")
     parser.add_argument("--out", default="runs/demo", help="run directory (default: runs/demo)")
-    parser.add_argument(
-        "--methods", nargs="+", default=["ft", "ldifs", "ft-low-lr"], choices=list(METHODS)
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--methods", nargs="+", default=list(DEMO_METHODS), choices=list(METHODS))
+    which.add_argument(
+        "--sweep",
+        action="store_true",
+        help=f"run the lambda sweep instead: {' '.join(SWEEP_METHODS)}",
     )
     parser.add_argument("--configs", default=None, help="folder with ft.yaml and ldifs.yaml")
     # One thread: these models and batches are too small to gain from more, and on a shared
@@ -226,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-    run_demo(args.out, args.methods, args.configs, extra)
+    run_demo(args.out, SWEEP_METHODS if args.sweep else args.methods, args.configs, extra)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,18 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
-from ldifs_lightning.demo import METHODS, format_comparison, main, run_demo
+from ldifs_lightning.demo import (
+    DEMO_METHODS,
+    METHODS,
+    SWEEP_METHODS,
+    format_comparison,
+    logged_range,
+    main,
+    run_demo,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -17,7 +26,9 @@ def _small_configs(folder: Path) -> Path:
     for name in ("ft.yaml", "ldifs.yaml"):
         config = yaml.safe_load((REPO / "configs/demo" / name).read_text())
         config["trainer"]["max_epochs"] = 1
-        config["data"]["init_args"]["max_train_samples"] = 64
+        # Two steps, both logged: the LDIFS distance is 0 at the first (nothing has moved yet).
+        config["trainer"]["log_every_n_steps"] = 1
+        config["data"]["init_args"]["max_train_samples"] = 128
         forgetting = config["trainer"]["callbacks"][0]["init_args"]
         forgetting.update(max_train_samples=60, max_test_samples=30, cache_dir=None)
         (folder / name).write_text(yaml.safe_dump(config))
@@ -40,22 +51,52 @@ def test_demo_configs_compare_the_same_run_with_and_without_ldifs():
 
 def test_run_demo_writes_summary_plots_and_table(tmp_path, capsys):
     configs = _small_configs(tmp_path / "configs")
-    summary = run_demo(tmp_path / "out", methods=["ft", "ldifs"], configs=configs)
+    # ldifs-10 is a sweep run: ldifs.yaml with its lambda overridden on the command line.
+    summary = run_demo(tmp_path / "out", methods=["ft", "ldifs-10"], configs=configs)
     written = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert set(written) == {"ft", "ldifs"} == set(summary)
+    assert set(written) == {"ft", "ldifs-10"} == set(summary)
     for name, row in written.items():
         assert 0 <= row["task_acc"] <= 100
+        assert row["task_test_images"] == 800  # textures' whole test split
         assert set(row["domains"]) == {"digits", "fashion", "shapes"}
         for key in ("mean_delta_lp", "mean_delta_zs"):
             assert isinstance(row[key], float)
         assert {"delta_lp", "delta_zs"} <= set(row["domains"]["digits"])
+        assert (row["seed"], row["threads"], row["torch"]) == (
+            0,
+            torch.get_num_threads(),
+            torch.__version__,
+        )
         run_dir = tmp_path / "out" / name
         assert (run_dir / "forgetting.csv").is_file() and (run_dir / "forgetting.png").is_file()
-    assert written["ldifs"]["ldifs_weight"] > 0 == written["ft"]["ldifs_weight"]
+        assert row["train_log"] == logged_range(
+            run_dir / "metrics.csv", ("train/ce", "train/ldifs")
+        )
+    assert written["ldifs-10"]["ldifs_weight"] == 10.0 and written["ft"]["ldifs_weight"] == 0
+    assert written["ldifs-10"]["train_log"]["train/ldifs"]["max"] > 0
+    # No LDIFS term without lambda: logged as 0, or not logged at all.
+    assert written["ft"]["train_log"].get("train/ldifs", {"max": 0.0})["max"] == 0
     assert (tmp_path / "out" / "comparison.png").is_file()
     printed = capsys.readouterr().out
     assert "mean dZS" in printed and str(tmp_path / "out") in printed
     assert format_comparison(summary).count("\n") == 3  # header, rule, two methods
+
+
+def test_logged_range_over_the_steps_that_logged_each_key(tmp_path):
+    path = tmp_path / "metrics.csv"
+    path.write_text("step,train/ce,val/acc\n0,0.9,\n1,,0.5\n2,0.3,\n3,0.5,\n")
+    assert logged_range(path, ["train/ce", "val/acc", "train/ldifs"]) == {
+        "train/ce": {"min": 0.3, "median": 0.5, "max": 0.9},
+        "val/acc": {"min": 0.5, "median": 0.5, "max": 0.5},
+    }
+
+
+def test_sweep_is_the_demo_plus_other_lambdas_and_learning_rates():
+    assert set(DEMO_METHODS) <= set(SWEEP_METHODS) <= set(METHODS)
+    lambdas = [float(METHODS[n].extra[1]) for n in SWEEP_METHODS if n.startswith("ldifs-")]
+    assert lambdas == [10.0, 100.0, 1000.0, 3000.0]
+    with pytest.raises(SystemExit):
+        main(["--sweep", "--methods", "ft"])
 
 
 def test_unknown_method_is_one_line():

@@ -15,7 +15,7 @@ TINY_SHAPES = [
     "--data.init_args.batch_size", "8",
     "--data.init_args.max_train_samples", "32",
     "--model.init_args.model_name", "ldifs-tiny-vit",
-    "--model.init_args.pretrained", "null",
+    "--model.init_args.pretrained", "demo",
 ]  # fmt: skip
 
 

@@ -66,7 +66,8 @@ class ConceptForgettingCallback(Callback):
     encoder as it is when fit starts, and only ``linear_probe`` is available.
 
     Args:
-        suite: Registry names (``ldifs_lightning.data.list_datasets()``) and/or
+        suite: Registry names (``ldifs_lightning.data.list_datasets()``), ``folder:PATH``
+            folders of your own images, and/or
             :class:`~ldifs_lightning.evaluation.suite.ForeignDataset` objects.
         root: Folder holding the registry datasets' files.
         metrics: Any of ``linear_probe`` and ``zero_shot``.

@@ -7,7 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
+import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.plugins.precision import Precision
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
@@ -30,6 +32,36 @@ def _pretrained_parts(module: LightningModule) -> tuple[nn.Module, nn.Module]:
     return encoder.to(module.device), head
 
 
+class _InTrainerPrecision(nn.Module):
+    """``encoder`` run as a training step runs it, under the trainer's precision plugin.
+
+    Inputs are converted to the plugin's dtype (``bf16-true`` weights need bf16 images) and the
+    forward runs in its context (autocast for ``*-mixed``).
+    """
+
+    def __init__(self, encoder: nn.Module, precision: Precision) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.precision = precision
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        images = self.precision.convert_input(images)
+        with self.precision.forward_context():
+            return self.encoder(images)
+
+
+def _check_pretrained(module: LightningModule) -> None:
+    """Refuse a module without pre-trained weights: WiSE-FT would interpolate towards noise."""
+    pretrained = module.hparams.get("pretrained")
+    if pretrained is None:
+        raise ValueError(
+            "WiSEFTCallback interpolates towards the pre-trained weights, but the module has "
+            "pretrained=None (random init, no pre-trained reference); set the module's pretrained "
+            "(model.init_args.pretrained) to an open_clip tag or checkpoint path, or remove "
+            "WiSEFTCallback"
+        )
+
+
 class WiSEFTCallback(Callback):
     """Evaluate WiSE-FT interpolations ``(1 - alpha) * theta_0 + alpha * theta`` at fit end.
 
@@ -38,6 +70,9 @@ class WiSEFTCallback(Callback):
     DataModule's ``split`` and, when the trainer also has a :class:`ConceptForgettingCallback`,
     the suite's mean forgetting. Rank zero logs ``wiseft/alpha=<a>/...`` and writes
     ``wiseft.csv`` and ``wiseft.png`` (task accuracy vs mean delta LP) into the log directory.
+    The encoder runs under the trainer's precision plugin (``bf16-true`` included), the head in
+    float32. A module with ``pretrained=None`` is refused at fit setup: a random init is no
+    pre-trained reference to interpolate towards.
 
     Args:
         alphas: Interpolation weights in [0, 1]; 0 is the pre-trained model, 1 the fine-tuned one.
@@ -79,6 +114,10 @@ class WiSEFTCallback(Callback):
             return datamodule.test_dataloader()
         return datamodule.val_dataloader()
 
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage == "fit":
+            _check_pretrained(pl_module)
+
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         pretrained_encoder, pretrained_head = _pretrained_parts(pl_module)
         forgetting = next(
@@ -89,12 +128,15 @@ class WiSEFTCallback(Callback):
         self.rows = []
         for alpha in self.alphas:
             encoder = wise_ft(pretrained_encoder, pl_module.image_encoder, alpha)
-            head = wise_ft(pretrained_head, pl_module.head, alpha)
-            row: dict[str, float | str] = {
-                "method": method,
-                "alpha": alpha,
-                "task_acc": classification_accuracy(encoder, head, loader, pl_module.device),
-            }
+            # A float32 copy: classification_accuracy feeds it float32 features.
+            head = wise_ft(pretrained_head, pl_module.head, alpha).float()
+            accuracy = classification_accuracy(
+                _InTrainerPrecision(encoder, trainer.precision_plugin),
+                head,
+                loader,
+                pl_module.device,
+            )
+            row: dict[str, float | str] = {"method": method, "alpha": alpha, "task_acc": accuracy}
             if forgetting is not None and forgetting.baseline:
                 deltas = forgetting.measure(encoder, pl_module.device, autocast_dtype_of(trainer))
                 row.update({k: v for k, v in deltas.items() if k.startswith("mean_")})

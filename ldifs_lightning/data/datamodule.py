@@ -48,7 +48,8 @@ class FineTuneDataModule(LightningDataModule):
     checked, so a bad copy fails at ``setup`` with a one-line error naming what is wrong.
 
     Args:
-        dataset: Registry name (see ``ldifs_lightning.data.list_datasets()``).
+        dataset: Registry name (see ``ldifs_lightning.data.list_datasets()``), or
+            ``folder:PATH`` for your own images in ``PATH/train/<class>/`` (see README).
         root: Folder holding the datasets; each lives in its own subfolder (``ROOT/eurosat``, ...).
         batch_size: Samples per batch, per device.
         num_workers: DataLoader worker processes.
@@ -64,7 +65,7 @@ class FineTuneDataModule(LightningDataModule):
         custom_templates: Prompt templates replacing the dataset's CLIP set (the ``templates``
             property), or null to keep it.
         verify_checksums: Compare CIFAR, SVHN and STL-10 files with the official md5 sums; set
-            false to use a copy you made or modified (torchvision always checks).
+            false to use a copy you made or modified (the files' format is still checked).
         image_check: Before training, open every image file and check its ``"header"`` (fast),
             decode it ``"full"`` (also finds truncated files), or check ``"none"``.
         skip_corrupt: Leave unreadable image files out (with a warning) instead of failing.

@@ -25,3 +25,13 @@ class CorruptImageError(DatasetError, ValueError):
 
 class LabelOutOfRangeError(DatasetError, ValueError):
     """A label has no class name."""
+
+
+class CorruptDataFileError(DatasetError, ValueError):
+    """A data file (pickle, idx, ``.mat``, ``.bin``) cannot be parsed, holds the wrong arrays, or
+    holds a different number of images than of labels."""
+
+
+class UnsafePickleError(CorruptDataFileError):
+    """A pickle asks for a global that plain data never needs (it could run code); refused before
+    anything was called."""

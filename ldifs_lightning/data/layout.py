@@ -1,6 +1,7 @@
 """Checks that a dataset's folder layout is complete, with one-line errors that say what is missing.
 
-Every check runs before any image is read, so a wrong ``root`` fails at once, not mid-epoch.
+Every check runs before any image is decoded, so a wrong ``root`` fails at once, not mid-epoch;
+``require_same_count`` checks that a split's image and label arrays agree once they are read.
 """
 
 from __future__ import annotations
@@ -8,7 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ldifs_lightning.data.errors import DatasetNotFoundError, IncompleteDatasetError
+from ldifs_lightning.data.errors import (
+    CorruptDataFileError,
+    DatasetNotFoundError,
+    IncompleteDatasetError,
+)
 
 
 def preview(items: Sequence[object], limit: int = 5) -> str:
@@ -86,3 +91,31 @@ def require_labels(
             f"{dataset}: {len(empty)} of {len(classnames)} classes have no images in {source}: "
             f"{preview(empty)}"
         )
+
+
+def require_same_count(
+    dataset: str,
+    images: tuple[Path | str, int],
+    labels: tuple[Path | str, int],
+    fix: str,
+) -> None:
+    """Raise ``CorruptDataFileError`` when a split's images and labels differ in number.
+
+    Checked when the arrays are read, so a mismatch fails at ``setup``, not at the first missing
+    label mid-epoch.
+
+    Args:
+        dataset: Registry name, the prefix of the message.
+        images: The file holding the images, and how many it holds.
+        labels: The file holding the labels (may be the same file), and how many it holds.
+        fix: What to do about it; ends the message.
+    """
+    (image_source, num_images), (label_source, num_labels) = images, labels
+    if num_images != num_labels:
+        where = (
+            f"{image_source} holds {num_images:,} images and {num_labels:,} labels"
+            if image_source == label_source
+            else f"{image_source} holds {num_images:,} images but {label_source} holds "
+            f"{num_labels:,} labels"
+        )
+        raise CorruptDataFileError(f"{dataset}: {where}; every image needs one label; {fix}")

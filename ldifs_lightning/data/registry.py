@@ -4,6 +4,9 @@ An entry knows its class names, its prompt templates and how to load its officia
 ``load(root, split, download)`` returns a ``Dataset`` of ``(PIL image, label)`` pairs; when the
 dataset has a ``sample_ids`` attribute (one stable string per sample) the train/val split is derived
 from it, otherwise from the sample index.
+
+Besides registered names, ``folder:PATH`` names an image folder (``PATH/train/<class>/*``); its
+entry is built on the fly by ``ldifs_lightning.data.sources.folder``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from typing import Literal
 from torch.utils.data import Dataset
 
 Split = Literal["train", "test"]
+#: Prefix of a dataset name that names an image folder: ``folder:PATH``.
+FOLDER_PREFIX = "folder:"
 
 
 @dataclass(frozen=True)
@@ -23,7 +28,7 @@ class DatasetInfo:
     """What the package knows about one dataset.
 
     Attributes:
-        name: Registry name, e.g. ``"shapes"``.
+        name: Registry name, e.g. ``"shapes"``; ``"folder:<resolved path>"`` for an image folder.
         classnames: Human-readable class names in label order, as used in zero-shot prompts.
         templates: Prompt templates, each with one ``{}`` for the class name.
         load: ``load(root, split, download)`` returning the official split as a ``Dataset`` of
@@ -55,14 +60,26 @@ def register_dataset(info: DatasetInfo) -> DatasetInfo:
 
 
 def list_datasets() -> list[str]:
-    """Names of the registered datasets, sorted."""
+    """Names of the registered datasets, sorted (``folder:PATH`` names are not listed)."""
     return sorted(_REGISTRY)
 
 
 def get_dataset_info(name: str) -> DatasetInfo:
-    """The registry entry for ``name``; unknown names get the registered ones and close matches."""
+    """The registry entry for ``name``, or for ``folder:PATH`` an entry built from that folder.
+
+    Unknown names get the registered ones and close matches. A folder's layout, class names and
+    templates are checked here, so a bad folder fails before anything is trained.
+    """
+    if isinstance(name, str) and name.startswith(FOLDER_PREFIX):
+        # Imported here: the folder source imports DatasetInfo from this module.
+        from ldifs_lightning.data.sources.folder import folder_dataset_info
+
+        return folder_dataset_info(name)
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
         hint = f" (did you mean {close}?)" if close else ""
-        raise ValueError(f"unknown dataset {name!r}{hint}; registered: {list_datasets()}")
+        raise ValueError(
+            f"unknown dataset {name!r}{hint}; registered: {list_datasets()}, or folder:PATH for "
+            f"an image folder"
+        )
     return _REGISTRY[name]

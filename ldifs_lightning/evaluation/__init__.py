@@ -10,6 +10,7 @@ from ldifs_lightning.evaluation.linear_probe import (
     LinearProbe,
     fit_linear_probe,
     linear_probe_accuracy,
+    select_l2,
 )
 from ldifs_lightning.evaluation.zero_shot import zero_shot_accuracy
 
@@ -22,5 +23,6 @@ __all__ = [
     "fingerprint_module",
     "fit_linear_probe",
     "linear_probe_accuracy",
+    "select_l2",
     "zero_shot_accuracy",
 ]

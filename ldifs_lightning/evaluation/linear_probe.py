@@ -20,6 +20,7 @@ __all__ = [
     "LinearProbe",
     "fit_linear_probe",
     "linear_probe_accuracy",
+    "select_l2",
 ]
 
 #: Roughly log-uniform from strong (1e-1) to weak (1e-6) regularisation, in the units of
@@ -29,6 +30,8 @@ DEFAULT_L2_GRID: tuple[float, ...] = (1e-1, 2e-2, 4e-3, 7e-4, 1.5e-4, 3e-5, 5e-6
 _ARMIJO = 1e-4
 _MAX_LINE_SEARCH = 20
 _HISTORY_SIZE = 20
+#: Held-out accuracies this many samples below the best still tie with it (see ``select_l2``).
+_TIE_SAMPLES = 1
 
 
 @dataclass
@@ -330,6 +333,68 @@ def _accuracy(objective: _Objective, params: Tensor, features: Tensor, labels: T
     return (predictions == labels).to(torch.float64).mean().item()
 
 
+def select_l2(
+    grid: Sequence[float], accuracies: Sequence[float], *, tolerance: float = 0.0
+) -> float:
+    """The l2 in the middle of the widest plateau of (near-)best held-out accuracy.
+
+    Grid points tie with the best when their accuracy is at least ``max(accuracies) -
+    tolerance``. Among the maximal runs of tied points that are adjacent in the grid sorted from
+    strong to weak, the longest wins (equal lengths: the weaker run), and its middle point is
+    returned (even length: the weaker of the two middle points), so the result is deterministic.
+
+    Why the middle: held-out accuracy saturates, so a stretch of l2 values can tie while an edge
+    of it under-fits (strong side) or over-fits (weak side) in ways the held-out part cannot see;
+    the middle is furthest from both, and on a log-spaced grid the middle index is the geometric
+    middle (still defined when the grid contains 0). On synthetic probe problems (isotropic and
+    anisotropic Gaussian classes) it lost less test accuracy to the best grid point, on average,
+    than either the first (strongest) best or the weakest l2 within the tolerance.
+
+    Args:
+        grid: Candidate l2 strengths, in any order, without duplicates.
+        accuracies: Held-out accuracy of each l2, aligned with ``grid``.
+        tolerance: How far below the best accuracy still counts as a tie (>= 0).
+
+    Returns:
+        The chosen l2, one of ``grid``'s values.
+
+    Example:
+        >>> select_l2([1e-1, 1e-2, 1e-3, 1e-4, 1e-5], [0.9, 1.0, 1.0, 1.0, 0.95])
+        0.001
+        >>> select_l2([1e-1, 1e-2, 1e-3], [0.97, 1.0, 0.98], tolerance=0.025)
+        0.001
+    """
+    if len(grid) != len(accuracies):
+        raise ValueError(
+            f"grid has {len(grid)} values but accuracies has {len(accuracies)}; give one "
+            "accuracy per l2"
+        )
+    if not grid:
+        raise ValueError("grid is empty; give at least one l2 value with its accuracy")
+    bad_l2 = [value for value in grid if not (math.isfinite(value) and value >= 0.0)]
+    if bad_l2:
+        raise ValueError(f"grid contains {bad_l2[0]}; allowed l2 values are finite and >= 0")
+    if len(set(grid)) != len(grid):
+        raise ValueError(f"grid contains duplicate l2 values {list(grid)}; give each l2 once")
+    bad = [value for value in accuracies if not math.isfinite(value)]
+    if bad:
+        raise ValueError(f"accuracies contains {bad[0]}; allowed values are finite numbers")
+    if not (math.isfinite(tolerance) and tolerance >= 0.0):
+        raise ValueError(f"tolerance must be finite and >= 0, got {tolerance}")
+    pairs = sorted(zip(grid, accuracies, strict=True), key=lambda pair: pair[0], reverse=True)
+    # The slack absorbs rounding in accuracies computed as count / n (e.g. 1 - 1/3 vs 2/3).
+    threshold = max(accuracies) - tolerance - 1e-9
+    best_start, best_length, start = 0, 0, None
+    for index, (_, accuracy) in enumerate([*pairs, (0.0, -math.inf)]):
+        if accuracy >= threshold:
+            start = index if start is None else start
+        elif start is not None:
+            if index - start >= best_length:  # ">=": an equally long, weaker run wins
+                best_start, best_length = start, index - start
+            start = None
+    return pairs[best_start + best_length // 2][0]
+
+
 def fit_linear_probe(
     train_features: Tensor,
     train_labels: Tensor,
@@ -347,13 +412,18 @@ def fit_linear_probe(
     The objective is ``mean_i CE(W x_i + b, y_i) + l2 * ||W||_F^2`` (the bias is not penalised).
     scikit-learn's ``LogisticRegression`` minimises ``C * sum_i CE + 0.5 * ||W||^2`` instead,
     which has the same minimiser when ``l2 = 1 / (2 * C * n)`` with ``n`` the number of rows
-    fitted on (equivalently ``C = 1 / (2 * l2 * n)``).
+    fitted on (equivalently ``C = 1 / (2 * l2 * n)``). With two classes scikit-learn fits one
+    weight vector ``w = W[1] - W[0]`` and the optimum has ``W[0] = -W[1]``, so ``||W||^2 =
+    ||w||^2 / 2`` there and the match is ``C = 1 / (l2 * n)``.
 
     Procedure: a random ``val_fraction`` of the rows (a permutation drawn from a CPU
     ``torch.Generator`` seeded with ``seed``, so it depends only on ``seed`` and N) is held out;
     the probe is fitted on the rest for every l2 in ``l2_grid`` from the strongest to the weakest,
-    each fit warm-started from the previous solution; the l2 with the best held-out accuracy
-    (ties go to the stronger l2) is then refitted on all rows, warm-started from its solution.
+    each fit warm-started from the previous solution; ``select_l2`` picks the middle of the
+    widest run of grid points whose held-out accuracy is within one held-out sample of the best,
+    and that l2 is refitted on all rows, warm-started from its solution. Held-out accuracy
+    saturates, so taking the first (strongest) best would often land on a plateau's under-fitting
+    edge; a one-sample difference is far below the split's binomial noise, so it counts as a tie.
     Each fit is full-batch L-BFGS (curvature memory carried along the grid, initial Hessian
     scaled separately for weights and biases) with a line search on the directional derivative,
     stopped when the largest absolute gradient entry falls below ``tol`` or after ``max_iter``
@@ -427,8 +497,9 @@ def fit_linear_probe(
 
     objective = _Objective(features[:n_fit], labels[:n_fit], num_classes)
     val_features, val_labels = features[n_fit:], labels[n_fit:]
+    n_val = n - n_fit
     val_accuracy: dict[float, float] = {}
-    best_l2, best_accuracy, best_params = grid[0], -1.0, params
+    solutions: dict[float, Tensor] = {}
     state: tuple[float, Tensor] | None = None
     # At zero the softmax is uniform, so the local curvature is about trace(C) / K for the
     # weights (C: feature covariance) plus 2 * l2, and 1 / K for the biases: a Newton-like
@@ -454,9 +525,11 @@ def fit_linear_probe(
         state = (loss, grad)
         accuracy = _accuracy(objective, params, val_features, val_labels)
         val_accuracy[l2] = accuracy
-        if accuracy > best_accuracy:
-            best_l2, best_accuracy, best_params = l2, accuracy, params
+        solutions[l2] = params
 
+    # One held-out sample either way is below what the split can resolve, so it counts as a tie.
+    best_l2 = select_l2(grid, list(val_accuracy.values()), tolerance=_TIE_SAMPLES / n_val)
+    best_params = solutions[best_l2]
     full = _Objective(features, labels, num_classes)
     full.l2 = best_l2
     history.set_l2(best_l2)

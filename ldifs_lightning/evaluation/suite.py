@@ -67,7 +67,8 @@ def registry_suite(
     download: bool = False,
     verify_checksums: bool = True,
 ) -> list[ForeignDataset]:
-    """Build suite members from registry names, with the eval transform for ``image_size``.
+    """Build suite members from registry names (or ``folder:PATH``), with the eval transform for
+    ``image_size``.
 
     The train split is the official train split (no val hold-out: the probe holds out its own
     part), both splits capped by seeded random subsets. ``verify_checksums=False`` accepts
@@ -84,7 +85,9 @@ def registry_suite(
     infos = [get_dataset_info(name) for name in names]  # fails on unknown names first
     transform = eval_transform(image_size)
     suite = []
-    for info in infos:
+    # A member keeps the name it was asked by (the callback looks members up by it); the cache
+    # identity uses the entry's name, which for folder:PATH holds the resolved path.
+    for name, info in zip(names, infos, strict=True):
         members, identity = {}, {}
         for split, cap in [("train", max_train_samples), ("test", max_test_samples)]:
             options = {}
@@ -103,7 +106,7 @@ def registry_suite(
             }
         suite.append(
             ForeignDataset(
-                info.name,
+                name,
                 members["train"],
                 members["test"],
                 info.classnames,

@@ -160,6 +160,32 @@ def uses_tag(model_name: str, pretrained: str | None) -> bool:
     return bool(get_pretrained_cfg(model_name.replace("/", "-"), pretrained))
 
 
+def embed_dim_of(clip: torch.nn.Module) -> int:
+    """The width of an open_clip model's joint image-text embedding space.
+
+    Works for ``CLIP`` (text projection on the model) and ``CustomTextCLIP`` (SigLIP, EVA02, ...:
+    the text tower lives in ``clip.text``), whether the text projection is a matrix or an
+    ``nn.Linear`` (towers built with ``proj_bias``).
+
+    Example:
+        >>> embed_dim_of(create_clip("ldifs-tiny-vit"))
+        32
+    """
+    text = getattr(clip, "text", clip)
+    projection = getattr(text, "text_projection", None)
+    if isinstance(projection, torch.nn.Linear):
+        return projection.out_features
+    if isinstance(projection, torch.Tensor):
+        return projection.shape[1]
+    output_dim = getattr(text, "output_dim", None)
+    if isinstance(output_dim, int) and output_dim > 0:
+        return output_dim
+    raise ValueError(
+        f"cannot tell the embedding width of {type(clip).__name__}: its text tower has neither a "
+        "text_projection nor an output_dim; use an open_clip model with a projected text tower"
+    )
+
+
 def image_size_of(encoder: torch.nn.Module) -> int:
     """The square input size an image encoder (``clip.visual``) expects."""
     size = getattr(encoder, "image_size", 224)

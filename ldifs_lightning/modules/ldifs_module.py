@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import copy
+import warnings
 from collections.abc import Iterator, Sequence
 from functools import partial
 from typing import Any, Literal
@@ -19,6 +20,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from open_clip import ClipLoss
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
@@ -32,7 +34,7 @@ from ldifs_lightning.models import (
     image_size_of,
     register_model_config,
 )
-from ldifs_lightning.models.factory import uses_quick_gelu
+from ldifs_lightning.models.factory import embed_dim_of, uses_quick_gelu
 from ldifs_lightning.models.text_tower import TextTower, sample_captions
 from ldifs_lightning.modules.probe_head import fit_probe_head
 from ldifs_lightning.modules.schedule import warmup_cosine_factor
@@ -188,7 +190,7 @@ class LDIFSModule(LightningModule):
         clip = create_clip(model_name, None if from_checkpoint else pretrained, quick_gelu)
         self.image_encoder: nn.Module = clip.visual
         self.tap_names = FeatureTaps(self.image_encoder, taps).names  # validates names early
-        embed_dim = clip.text_projection.shape[1]
+        embed_dim = embed_dim_of(clip)
         if from_checkpoint or head_init == "random":
             self.head = nn.Linear(embed_dim, len(self.classnames))
         else:
@@ -232,7 +234,8 @@ class LDIFSModule(LightningModule):
         elif l2sp_weight > 0:
             self._penalty_name, self._penalty_weight = "l2sp", l2sp_weight
             self._penalty = self._l2sp_distance
-        self._clip_loss: ClipLoss | None = None
+        # The warnings filter added for the fit loop's eval-mode check (see on_fit_start).
+        self._eval_mode_filter: tuple | None = None
         num_classes = len(self.classnames)
         self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
@@ -277,12 +280,18 @@ class LDIFSModule(LightningModule):
             self.classnames, self.templates, labels, self._caption_generator()
         )
         text = self.text_tower.encode(captions)
-        if self._clip_loss is None:
-            world = self.trainer.world_size if self._trainer else 1
-            rank = self.trainer.global_rank if self._trainer else 0
-            self._clip_loss = ClipLoss(gather_with_grad=True, rank=rank, world_size=world)
         image = F.normalize(embedding, dim=-1)
-        return self._clip_loss(image, text, self.text_tower.logit_scale.exp()), None
+        return self._contrastive_loss()(image, text, self.text_tower.logit_scale.exp()), None
+
+    def _contrastive_loss(self) -> ClipLoss:
+        """FLYP's CLIP loss for the current trainer's world size and rank.
+
+        Built per step, not cached: a module reused in another fit (other devices, other rank)
+        must gather over that fit's processes. Construction only stores a few attributes.
+        """
+        world = self.trainer.world_size if self._trainer else 1
+        rank = self.trainer.global_rank if self._trainer else 0
+        return ClipLoss(gather_with_grad=True, rank=rank, world_size=world)
 
     def _flyp_ce(
         self, embedding: torch.Tensor, labels: torch.Tensor
@@ -331,7 +340,8 @@ class LDIFSModule(LightningModule):
         self.log("train/task_loss", task_loss)
         if self.hparams.loss == "cross_entropy":
             self.log("train/ce", task_loss)
-        self.log(f"train/{self._penalty_name}", distance)
+        if self._penalty is not None:  # no constant train/ldifs = 0 in runs without a regulariser
+            self.log(f"train/{self._penalty_name}", distance)
         return loss
 
     def _refresh_text_head(self) -> None:
@@ -381,12 +391,47 @@ class LDIFSModule(LightningModule):
             )
 
     def on_fit_start(self) -> None:
-        if bool(self.head_ready):
+        if not bool(self.head_ready):
+            fit_probe_head(self, self.trainer)
+            self.head_ready.fill_(True)
+            self.initial_head_weight.copy_(self.head.weight)
+            self.initial_head_bias.copy_(self.head.bias)
+        self._ignore_intended_eval_mode_warning()
+
+    def on_train_start(self) -> None:
+        self._restore_eval_mode_warning()
+
+    # ----------------------------------------------------------------------- warnings
+    def _intended_eval_modules(self) -> int:
+        """How many submodules stay in eval mode on purpose: the frozen copy, LP's fixed encoder."""
+        fixed = [self.reference_encoder] if self.reference_encoder is not None else []
+        if self.hparams.trainable == "head":
+            fixed.append(self.image_encoder)
+        return sum(len(list(module.modules())) for module in fixed)
+
+    def _ignore_intended_eval_mode_warning(self) -> None:
+        """Silence Lightning's "Found N module(s) in eval mode" when N is exactly ours.
+
+        The fit loop warns between ``on_fit_start`` and ``on_train_start``, outside any hook, so
+        one filter for that message with our exact count is added here and removed in
+        ``on_train_start``: any other module left in eval mode changes N and still warns.
+        """
+        self._restore_eval_mode_warning()  # a fit that failed before on_train_start left one
+        count = self._intended_eval_modules()
+        if count == 0:
             return
-        fit_probe_head(self, self.trainer)
-        self.head_ready.fill_(True)
-        self.initial_head_weight.copy_(self.head.weight)
-        self.initial_head_bias.copy_(self.head.bias)
+        warnings.filterwarnings(
+            "ignore",
+            message=rf"Found {count} module\(s\) in eval mode at the start of training",
+            category=PossibleUserWarning,
+        )
+        self._eval_mode_filter = warnings.filters[0]
+
+    def _restore_eval_mode_warning(self) -> None:
+        entry = self._eval_mode_filter
+        if entry is not None and entry in warnings.filters:
+            warnings.filters.remove(entry)
+        self._eval_mode_filter = None
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters the optimizer updates (never the frozen copy's)."""

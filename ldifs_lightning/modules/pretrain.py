@@ -156,14 +156,8 @@ class CLIPPretrainModule(LDIFSModule):
 
     def _flyp(self, embedding: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, None]:
         text = self.text_tower.encode(self._captions(labels))
-        if self._clip_loss is None:
-            from open_clip import ClipLoss
-
-            world = self.trainer.world_size if self._trainer else 1
-            rank = self.trainer.global_rank if self._trainer else 0
-            self._clip_loss = ClipLoss(gather_with_grad=True, rank=rank, world_size=world)
         image = F.normalize(embedding, dim=-1)
-        return self._clip_loss(image, text, self.text_tower.logit_scale.exp()), None
+        return self._contrastive_loss()(image, text, self.text_tower.logit_scale.exp()), None
 
     def _refresh_text_head(self) -> None:
         """Validation head: every class embedded with its own domain's templates."""

@@ -40,16 +40,23 @@ def fit_probe_head(module: LightningModule, trainer: Trainer) -> None:
     Under DDP every rank extracts its shard (the DataModule's loader must shard, as
     ``FineTuneDataModule``'s does), the shards are gathered, the probe is fitted on rank zero and
     its weights broadcast, so every rank starts from the same head.
+
+    The encoder runs as in a training step, under the trainer's precision plugin: inputs are
+    converted to its dtype (``bf16-true``/``16-true`` weights need bf16/fp16 images) and the
+    forward runs in its context (autocast for ``*-mixed``). The probe is fitted in float32.
     """
     loader = _train_loader(trainer)
     encoder = module.image_encoder
+    precision = trainer.precision_plugin
     was_training = encoder.training
     encoder.eval()
     features, labels = [], []
     try:
         for images, targets in loader:
-            images = images.to(module.device)
-            features.append(F.normalize(encoder(images).float(), dim=-1))
+            images = precision.convert_input(images.to(module.device))
+            with precision.forward_context():
+                embedding = encoder(images)
+            features.append(F.normalize(embedding.float(), dim=-1))
             labels.append(targets.to(module.device))
     finally:
         encoder.train(was_training)

@@ -1,10 +1,14 @@
 """Ship a pre-trained demo CLIP: copy its weights here, checksum them, measure the model card.
 
     python -m ldifs_lightning.pretrained.build --weights runs/demo-pretrain/.../demo-clip.pt
+    python -m ldifs_lightning.pretrained.build --card     # re-measure the shipped weights only
+    python -m ldifs_lightning.pretrained.build            # print the numbers, write nothing
 
-Writes ``demo-clip.pt``, ``SHA256SUMS`` and ``card.json`` (zero-shot and linear-probe accuracy on
-each demo domain's full test split, the numbers ``MODEL_CARD.md`` quotes and the tests check) in
-this folder. Without ``--weights`` it only re-measures the shipped file and prints the numbers.
+``--weights`` writes ``demo-clip.pt`` and ``SHA256SUMS`` in this folder; both it and ``--card``
+then write ``card.json`` (per demo domain: classes, split sizes, zero-shot and linear-probe
+accuracy on the full test split, the numbers the tests check) and re-render the tables generated
+from it (``MODEL_CARD.md``'s and, in a checkout, the README's) with
+``ldifs_lightning.reporting.render``.
 """
 
 from __future__ import annotations
@@ -48,11 +52,39 @@ def measure_card(
         )
 
 
+def domain_sizes(domains: Sequence[str] = CARD_DOMAINS) -> dict[str, dict[str, int]]:
+    """``{domain: {"classes", "train_images", "test_images"}}`` of the full splits."""
+    from ldifs_lightning.evaluation.suite import registry_suite
+
+    return {
+        d.name: {
+            "classes": len(d.classnames),
+            "train_images": len(d.train),
+            "test_images": len(d.test),
+        }
+        for d in registry_suite(list(domains), "data", 32, None, None, seed=0)
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--weights", type=Path, help="demo-clip.pt written by the pre-training")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--weights", type=Path, help="demo-clip.pt written by the pre-training")
+    which.add_argument(
+        "--card",
+        action="store_true",
+        help="re-measure the shipped weights and rewrite card.json (weights, SHA256SUMS untouched)",
+    )
     args = parser.parse_args(argv)
     if args.weights is not None:
+        if not args.weights.is_file():
+            parser.error(
+                f"--weights {args.weights} is not a file; give the demo-clip.pt a fit wrote"
+            )
+        if args.weights.resolve() == DEMO_WEIGHTS.resolve():
+            parser.error(
+                f"--weights {args.weights} is the shipped file itself; to re-measure it use --card"
+            )
         shutil.copyfile(args.weights, DEMO_WEIGHTS)
         (HERE / "SHA256SUMS").write_text(f"{sha256_of(DEMO_WEIGHTS)}  {DEMO_WEIGHTS.name}\n")
     accuracies = measure_card()
@@ -64,14 +96,27 @@ def main(argv: Sequence[str] | None = None) -> None:
         "size_bytes": DEMO_WEIGHTS.stat().st_size,
         "recipe": "ldifs fit --config configs/demo/pretrain.yaml (seed_everything: 0)",
         "evaluation": "full test split of each domain; probe fitted on the full train split",
+        "domains": domain_sizes(),
         "accuracy": {
             domain: {key: round(value, 2) for key, value in row.items()}
             for domain, row in accuracies.items()
         },
     }
-    if args.weights is not None:
-        CARD.write_text(json.dumps(card, indent=2) + "\n")
     print(json.dumps(card, indent=2))
+    if args.weights is not None or args.card:
+        from ldifs_lightning.reporting.render import CARD as CARD_SOURCE
+        from ldifs_lightning.reporting.render import COMMAND, REGIONS, RenderError, write_regions
+
+        CARD.write_text(json.dumps(card, indent=2) + "\n")
+        print(f"wrote {CARD}")
+        try:
+            changed = write_regions([r for r in REGIONS if CARD_SOURCE in r.sources])
+        except RenderError as error:
+            raise SystemExit(
+                f"card.json is written, its tables are not: {error}; fix it, then run {COMMAND}"
+            ) from None
+        for path in changed:
+            print(f"updated {path}")
 
 
 if __name__ == "__main__":

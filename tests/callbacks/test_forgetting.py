@@ -46,7 +46,8 @@ def _data() -> FineTuneDataModule:
 
 
 def _trainer(tmp_path, callbacks, **overrides) -> Trainer:
-    kwargs = dict(max_steps=-1, limit_val_batches=1, callbacks=callbacks, logger=None)
+    kwargs = dict(max_steps=-1, limit_val_batches=1, callbacks=callbacks)
+    kwargs["logger"] = CSVLogger(tmp_path)
     kwargs["enable_checkpointing"] = True
     kwargs.update(overrides)
     return quiet_trainer(tmp_path, **kwargs)
@@ -67,6 +68,7 @@ def test_fast_dev_run_logs_every_metric_and_writes_reports(tmp_path):
     assert (tmp_path / "forgetting.csv").is_file() and (tmp_path / "forgetting.png").is_file()
 
 
+@pytest.mark.filterwarnings("ignore:The dirpath has changed from:UserWarning")
 def test_two_epochs_history_csv_and_resume_keeps_history(tmp_path):
     callback = _callback(tmp_path)
     checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_top_k=-1)

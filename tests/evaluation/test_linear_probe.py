@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from sklearn.linear_model import LogisticRegression
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 
 from ldifs_lightning.evaluation import (
     DEFAULT_L2_GRID,
@@ -13,7 +14,33 @@ from ldifs_lightning.evaluation import (
     fit_linear_probe,
     linear_probe_accuracy,
 )
-from ldifs_lightning.evaluation.linear_probe import _validation_split
+from ldifs_lightning.evaluation.linear_probe import _validation_split, select_l2
+
+
+def _sklearn_c(l2: float, n: int, num_classes: int) -> float:
+    """scikit-learn's C for our ``mean CE + l2 * ||W||^2`` on ``n`` rows.
+
+    Multinomial: ``C * sum CE + ||W||^2 / 2``, so C = 1 / (2 l2 n). Two classes: one vector
+    w = W[1] - W[0] with W[0] = -W[1] at our optimum, so ||W||^2 = ||w||^2 / 2 and C = 1 / (l2 n).
+    """
+    return 1.0 / (l2 * n) if num_classes == 2 else 1.0 / (2.0 * l2 * n)
+
+
+def _sklearn_test_accuracy(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    l2: float,
+) -> float:
+    num_classes = int(train_y.max()) + 1
+    model = LogisticRegression(
+        C=_sklearn_c(l2, len(train_y), num_classes), tol=1e-8, max_iter=10_000
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(train_x.double().numpy(), train_y.numpy())
+    return float((model.predict(test_x.double().numpy()) == test_y.numpy()).mean())
 
 
 def _gaussian_classes(
@@ -71,24 +98,28 @@ def test_chosen_l2_moves_with_the_data() -> None:
     seeds = range(7)
     noisy = [fit_linear_probe(*few_noisy(s), seed=s).l2 for s in seeds]
     clean = [fit_linear_probe(*many_clean(s), seed=s).l2 for s in seeds]
-    assert statistics.median(noisy) >= 1e-3
+    assert statistics.median(noisy) >= 7e-4  # the strong half of the grid
     assert max(clean) <= 1e-4
     assert statistics.median(noisy) > 10 * statistics.median(clean)
 
 
-def test_solution_matches_sklearn_with_c_from_l2() -> None:
-    features, labels = _gaussian_classes(600, 20, 5, separation=2.0, seed=2, offset=3.0)
+@pytest.mark.parametrize("num_classes", [2, 5])
+def test_solution_matches_sklearn_with_c_from_l2(num_classes: int) -> None:
+    features, labels = _gaussian_classes(600, 20, num_classes, separation=2.0, seed=2, offset=3.0)
     l2 = 1e-3
     probe = fit_linear_probe(
         features, labels, l2_grid=[l2], dtype=torch.float64, tol=1e-9, max_iter=5000
     )
-    reference = LogisticRegression(C=1.0 / (2.0 * l2 * 600), tol=1e-10, max_iter=10_000)
+    reference = LogisticRegression(C=_sklearn_c(l2, 600, num_classes), tol=1e-10, max_iter=10_000)
     reference.fit(features.double().numpy(), labels.numpy())
-    weight = probe.weight.numpy()
+    weight, bias = probe.weight.numpy(), probe.bias.numpy()
+    intercept = reference.intercept_
+    if num_classes == 2:  # scikit-learn fits one vector: the difference of our two rows
+        weight, bias = weight[1:] - weight[:1], bias[1:] - bias[:1]
+    else:  # the biases are defined up to a shared constant (the penalty does not touch them)
+        bias, intercept = bias - bias.mean(), intercept - intercept.mean()
     np.testing.assert_allclose(weight, reference.coef_, atol=1e-4 * np.abs(weight).max())
-    # The bias is defined up to a shared constant (the penalty does not touch it).
-    bias = probe.bias.numpy() - probe.bias.numpy().mean()
-    np.testing.assert_allclose(bias, reference.intercept_ - reference.intercept_.mean(), atol=1e-4)
+    np.testing.assert_allclose(bias, intercept, atol=1e-4)
 
 
 def test_accuracy_agrees_with_sklearn_over_the_same_grid() -> None:
@@ -101,20 +132,158 @@ def test_accuracy_agrees_with_sklearn_over_the_same_grid() -> None:
     )
     ours, _ = linear_probe_accuracy(train_x, train_y, test_x, test_y)
 
+    # The same protocol with scikit-learn: same split, grid, selection rule and refit.
     fit_index, val_index = (index.numpy() for index in _validation_split(1000, 0.2, 0))
     x, y = train_x.double().numpy(), train_y.numpy()
-    best_l2, best = None, -1.0
+    held_out = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for l2 in sorted(DEFAULT_L2_GRID, reverse=True):
-            model = LogisticRegression(C=1.0 / (2.0 * l2 * len(fit_index)), max_iter=1000)
+        for l2 in DEFAULT_L2_GRID:
+            model = LogisticRegression(C=_sklearn_c(l2, len(fit_index), 5), max_iter=1000)
             accuracy = model.fit(x[fit_index], y[fit_index]).predict(x[val_index]) == y[val_index]
-            if accuracy.mean() > best:
-                best_l2, best = l2, accuracy.mean()
-        model = LogisticRegression(C=1.0 / (2.0 * best_l2 * 1000), max_iter=1000).fit(x, y)
-    theirs = (model.predict(test_x.double().numpy()) == test_y.numpy()).mean()
+            held_out.append(accuracy.mean())
+    best_l2 = select_l2(DEFAULT_L2_GRID, held_out, tolerance=1.0 / len(val_index))
+    theirs = _sklearn_test_accuracy(train_x, train_y, test_x, test_y, best_l2)
     assert abs(ours - theirs) <= 0.01
     assert 0.5 < ours < 0.99  # a problem where the probe matters
+
+
+def _anisotropic_classes(
+    n: int, dim: int, num_classes: int, separation: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class means plus noise whose scale spans 0.03..3 across axes, then a common offset.
+
+    Unlike isotropic noise, the class-mean direction (what a strong l2 converges to) is far from
+    the best separator here, so the weak end of the grid matters, as with CLIP-like features.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    scale = torch.logspace(-1.5, 0.5, dim)[torch.randperm(dim, generator=generator)]
+    means = F.normalize(torch.randn(num_classes, dim, generator=generator), dim=1) * separation
+    labels = torch.randint(0, num_classes, (n,), generator=generator)
+    features = means[labels] + torch.randn(n, dim, generator=generator) * scale
+    return F.normalize(features + 3.0 * F.normalize(torch.ones(dim), dim=0), dim=1), labels
+
+
+@pytest.mark.parametrize(
+    "problem",
+    [
+        lambda: _gaussian_classes(2000, 32, 5, separation=2.5, seed=3, offset=2.0),
+        lambda: _anisotropic_classes(2000, 32, 3, separation=0.3, seed=11),
+    ],
+    ids=["isotropic-5-classes", "anisotropic-3-classes"],
+)
+def test_accuracy_agrees_with_sklearn_choosing_its_own_c(problem) -> None:
+    features, labels = problem()
+    train_x, train_y, test_x, test_y = (
+        features[:1000],
+        labels[:1000],
+        features[1000:],
+        labels[1000:],
+    )
+    ours, _ = linear_probe_accuracy(train_x, train_y, test_x, test_y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence and API-deprecation notices
+        # Its own protocol: C from logspace(-4, 4, 10), chosen by 5-fold cross-validation.
+        model = LogisticRegressionCV(Cs=10, cv=5, max_iter=1000)
+        model.fit(train_x.double().numpy(), train_y.numpy())
+    theirs = float((model.predict(test_x.double().numpy()) == test_y.numpy()).mean())
+    assert abs(ours - theirs) <= 0.01
+    assert 0.5 < theirs < 0.99  # a problem where the choice of C matters
+
+
+def _plateau_rows(
+    n: int, hard: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two classes separated with margin 0.8 on axis 0 only.
+
+    Axis 1 carries a larger, noisy class signal that is flipped on the ``hard`` rows. A strong
+    l2 follows the class means, i.e. mostly axis 1, and gets the hard rows wrong; a weak one
+    finds axis 0 and gets every row right; rows that are not hard are right either way.
+    """
+    labels = torch.arange(n) % 2
+    sign = 2.0 * labels - 1.0
+    margin = sign * (0.4 + 0.05 * torch.rand(n, generator=generator))
+    flip = torch.where(hard, -1.0, 1.0)
+    decoy = flip * sign + 0.3 * torch.randn(n, generator=generator)
+    nuisance = 0.3 * torch.randn(n, generator=generator)
+    return torch.stack([margin, decoy, nuisance], dim=1), labels
+
+
+def test_a_tied_plateau_does_not_pick_its_under_fitting_strong_edge() -> None:
+    generator = torch.Generator().manual_seed(0)
+    n = 400
+    _, val_index = _validation_split(n, 0.2, seed=0)
+    hard = torch.rand(n, generator=generator) < 0.15
+    hard[val_index] = False  # only the fitted part sees hard rows: every l2 aces the held-out part
+    train_x, train_y = _plateau_rows(n, hard, generator)
+    test_x, test_y = _plateau_rows(1000, torch.rand(1000, generator=generator) < 0.15, generator)
+
+    ours, probe = linear_probe_accuracy(train_x, train_y, test_x, test_y, seed=0)
+    assert set(probe.val_accuracy.values()) == {1.0}  # one plateau over the whole grid
+    theirs = {
+        l2: _sklearn_test_accuracy(train_x, train_y, test_x, test_y, l2) for l2 in DEFAULT_L2_GRID
+    }
+    strongest, best = max(DEFAULT_L2_GRID), max(theirs.values())
+    assert theirs[strongest] < best - 0.05  # the strong edge under-fits (about 87 % vs 100 %)
+    assert probe.l2 != strongest
+    assert theirs[probe.l2] == best
+    assert ours >= best - 0.002
+
+
+def test_select_l2_on_hand_made_tables() -> None:
+    grid = list(DEFAULT_L2_GRID)  # strongest first: 1e-1, 2e-2, 4e-3, 7e-4, 1.5e-4, 3e-5, ...
+    # Everything tied: the middle of 8 points, the weaker of the two middle ones (index 4).
+    assert select_l2(grid, [1.0] * 8) == 1.5e-4
+    # An odd plateau at indices 2..4: its middle, index 3.
+    assert select_l2(grid, [0.8, 0.9, 0.95, 0.95, 0.95, 0.9, 0.85, 0.8]) == 7e-4
+    # The grid's order does not matter, only the l2 values.
+    shuffled = [3, 0, 7, 5, 1, 4, 6, 2]
+    table = [0.8, 0.9, 0.95, 0.95, 0.95, 0.9, 0.85, 0.8]
+    assert select_l2([grid[i] for i in shuffled], [table[i] for i in shuffled]) == 7e-4
+    # Two runs of best: the longer one (indices 3..5, middle 4) wins over the strong pair.
+    assert select_l2(grid, [0.95, 0.95, 0.9, 0.95, 0.95, 0.95, 0.8, 0.8]) == 1.5e-4
+    # Two runs of equal length: the weaker run (indices 5..6), then its weaker middle (6).
+    assert select_l2(grid, [0.95, 0.95, 0.9, 0.9, 0.9, 0.95, 0.95, 0.8]) == 5e-6
+    # A single best point is chosen as is, even at the strong edge.
+    assert select_l2(grid, [0.99, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9]) == 1e-1
+    # Counts out of 50 held-out rows: one sample below the best ties only with a tolerance.
+    counts = [49, 50, 49, 49, 45, 44, 40, 40]
+    assert select_l2(grid, [c / 50 for c in counts]) == 2e-2
+    assert select_l2(grid, [c / 50 for c in counts], tolerance=1 / 50) == 4e-3  # indices 0..3
+    assert select_l2(grid, [c / 50 for c in counts], tolerance=6 / 50) == 7e-4  # indices 0..5
+    # 1 - 1/3 rounds differently from 2/3: still a tie.
+    thirds = [2 / 3, 1.0, 2 / 3, 2 / 3]
+    assert select_l2([1e-1, 1e-2, 1e-3, 1e-4], thirds, tolerance=1 / 3) == 1e-3
+    # A grid with 0 and a single-point grid.
+    assert select_l2([0.0, 1e-2, 1e-3], [1.0, 1.0, 1.0]) == 1e-3
+    assert select_l2([0.0, 1e-2, 1e-3], [0.9, 0.7, 0.5]) == 0.0
+    assert select_l2([3e-3], [0.4]) == 3e-3
+
+
+@pytest.mark.parametrize(
+    ("grid", "accuracies", "tolerance", "message"),
+    [
+        ([1e-1, 1e-2], [0.9], 0.0, "grid has 2 values but accuracies has 1"),
+        ([], [], 0.0, "grid is empty"),
+        ([1e-1, 1e-1], [0.9, 0.8], 0.0, "duplicate l2 values"),
+        ([1e-1, -1.0], [0.9, 0.8], 0.0, "grid contains -1.0; allowed l2 values are finite"),
+        ([1e-1, 1e-2], [0.9, float("nan")], 0.0, "accuracies contains nan"),
+        ([1e-1, 1e-2], [0.9, 0.8], -0.1, "tolerance must be finite and >= 0, got -0.1"),
+    ],
+)
+def test_select_l2_bad_input(grid, accuracies, tolerance: float, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        select_l2(grid, accuracies, tolerance=tolerance)
+
+
+def test_fit_ties_held_out_accuracies_one_sample_apart() -> None:
+    # 50 held-out rows; here the counts are 23, 36, 35, 32, ...: 36 alone is the best, 35 is one
+    # sample behind, so the plateau is 2e-2..4e-3 and the weaker middle point 4e-3 is chosen.
+    features, labels = _gaussian_classes(250, 200, 2, separation=1.5, seed=3)
+    probe = fit_linear_probe(features, labels, seed=0)
+    grid, accuracies = list(probe.val_accuracy), list(probe.val_accuracy.values())
+    assert probe.l2 == select_l2(grid, accuracies, tolerance=1 / 50)
+    assert select_l2(grid, accuracies) != probe.l2  # exact ties would have chosen otherwise
 
 
 def test_deterministic_and_split_depends_only_on_seed_and_n() -> None:

@@ -1,5 +1,7 @@
 """The paper's baselines as options of LDIFSModule, each checked against a value computed here."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -135,13 +137,76 @@ def test_lpft_head_is_the_probe_fitted_on_training_features(tmp_path):
     assert bool(module.head_ready)
 
 
+def test_lpft_under_bf16_true_fits_the_probe_on_bf16_features(tmp_path):
+    data = FineTuneDataModule("shapes", image_size=32, batch_size=16, max_train_samples=64)
+    module = LDIFSModule(
+        data.classnames,
+        data.templates,
+        model_name=TINY_VIT,
+        pretrained="demo",
+        ldifs_weight=0.0,
+        head_init="linear_probe",
+    )
+    trainer = quiet_trainer(tmp_path, max_steps=0, precision="bf16-true")
+    trainer.fit(module, datamodule=data)
+    encoder = module.image_encoder.eval()
+    assert next(encoder.parameters()).dtype == torch.bfloat16
+    with torch.no_grad():  # what a bf16-true step computes: bf16 images into the bf16 encoder
+        pairs = [
+            (F.normalize(encoder(x.to(torch.bfloat16)).float(), dim=-1), y)
+            for x, y in data.train_dataloader()
+        ]
+    features, labels = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+    expected = fit_linear_probe(features, labels, num_classes=len(data.classnames), seed=0)
+    assert bool(module.head_ready)
+    torch.testing.assert_close(module.head.weight, expected.weight.to(torch.bfloat16))
+    torch.testing.assert_close(module.head.bias, expected.bias.to(torch.bfloat16))
+
+
+def test_flyp_loss_follows_the_current_trainers_world_size_and_rank(tmp_path, monkeypatch):
+    """A module reused in a second fit gathers over that fit's processes.
+
+    No real DDP here: the second "fit" is a stand-in trainer reporting world size 2, rank 1, and
+    open_clip's feature gather is replaced by one that puts another rank's features next to
+    ours. This proves the loss is built from the current trainer's world size and rank and uses
+    the gathered features; it does not exercise torch.distributed itself.
+    """
+    module = _module(loss="flyp", trainable="both_towers")
+    data = DataLoader(TensorDataset(*_batch(12)), batch_size=6)
+    quiet_trainer(tmp_path, max_steps=1).fit(module, data)  # first fit: one process
+
+    gathered = []
+    other_image = F.normalize(torch.randn(6, module.head.in_features), dim=-1)
+    other_text = F.normalize(torch.randn(6, module.head.in_features), dim=-1)
+
+    def gather(image, text, *, rank, world_size, **kwargs):
+        gathered.append((rank, world_size))
+        return torch.cat([other_image, image]), torch.cat([other_text, text])  # rank 1 is second
+
+    monkeypatch.setattr("open_clip.loss.gather_features", gather)
+    module.trainer = SimpleNamespace(world_size=2, global_rank=1, global_step=0)
+    images, labels = _batch()
+    with torch.no_grad():
+        embedding = module.image_encoder(images)
+        loss, _ = module._flyp(embedding, labels)
+
+        captions = sample_captions(CLASSNAMES, TEMPLATES, labels, torch.Generator().manual_seed(0))
+        all_image = torch.cat([other_image, F.normalize(embedding, dim=-1)])
+        all_text = torch.cat([other_text, module.text_tower.encode(captions)])
+        logits = module.text_tower.logit_scale.exp() * all_image @ all_text.T
+        targets = torch.arange(12)
+        expected = (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+    assert gathered == [(1, 2)]
+    torch.testing.assert_close(loss, expected)
+
+
 def test_wiseft_callback_endpoints_and_report(tmp_path):
     data = FineTuneDataModule("shapes", image_size=32, batch_size=16, max_train_samples=32)
     module = LDIFSModule(
         data.classnames,
         data.templates,
         model_name=TINY_VIT,
-        pretrained=None,
+        pretrained="demo",  # WiSE-FT refuses a random init: nothing pre-trained to go back to
         ldifs_weight=1.0,
         lr=1e-2,
         warmup_steps=1,

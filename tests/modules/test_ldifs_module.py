@@ -1,5 +1,8 @@
+import warnings
+
 import pytest
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from ldifs_lightning import LDIFSModule
@@ -86,13 +89,65 @@ def test_loss_is_cross_entropy_plus_weighted_distance():
     torch.testing.assert_close(loss.detach(), expected)
 
 
+@pytest.mark.parametrize(
+    ("weights", "regulariser"),
+    [
+        ({"ldifs_weight": 0.0}, None),
+        ({"ldifs_weight": 2.0}, "train/ldifs"),
+        ({"ldifs_weight": 0.0, "l2sp_weight": 0.5}, "train/l2sp"),
+    ],
+)
+def test_only_the_active_regulariser_is_logged(tmp_path, weights, regulariser):
+    trainer = quiet_trainer(tmp_path, max_steps=1)
+    trainer.fit(_module(**weights), _loader(8))
+    logged = {name for name in trainer.callback_metrics if name.startswith("train/")}
+    expected = {"train/loss", "train/task_loss", "train/ce"}
+    assert logged == (expected if regulariser is None else expected | {regulariser})
+
+
 def test_trainable_encoder_runs_once_per_step(monkeypatch):
     module = _module()
+    module.log = lambda *args, **kwargs: None  # no Trainer attached: nothing to log to
     calls = []
     module.image_encoder.register_forward_hook(lambda *args: calls.append("trainable"))
     module.reference_encoder.register_forward_hook(lambda *args: calls.append("frozen"))
     module.training_step((torch.randn(2, 3, 32, 32), torch.tensor([0, 1])), 0)
     assert sorted(calls) == ["frozen", "trainable"]
+
+
+def _fit_recording_warnings(tmp_path, module) -> tuple[list[str], bool]:
+    """The eval-mode warnings of one fit, and whether the fit left the warning filters as it
+    found them."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        before = list(warnings.filters)
+        quiet_trainer(tmp_path, max_steps=1).fit(module, _loader(8))
+        restored = warnings.filters == before
+    messages = [str(w.message) for w in caught if "in eval mode at the start" in str(w.message)]
+    return messages, restored
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"ldifs_weight": 0.0, "l2sp_weight": 0.5}, {"ldifs_weight": 0.0, "trainable": "head"}],
+    ids=["ldifs", "l2sp", "linear_probing"],
+)
+def test_intended_eval_mode_modules_do_not_warn(tmp_path, overrides):
+    messages, restored = _fit_recording_warnings(tmp_path, _module(**overrides))
+    assert messages == []
+    assert restored  # the filter lived only for the fit loop's check
+
+
+def test_another_module_in_eval_mode_still_warns(tmp_path):
+    module = _module()
+    frozen = len(list(module.reference_encoder.modules()))
+    module.user_part = nn.Linear(2, 2).eval()  # not ours: Lightning must still say so
+    messages, restored = _fit_recording_warnings(tmp_path, module)
+    assert messages == [
+        f"Found {frozen + 1} module(s) in eval mode at the start of training. This may lead to "
+        "unexpected behavior during training. If this is intentional, you can ignore this warning."
+    ]
+    assert restored
 
 
 def test_bf16_mixed_runs_the_frozen_copy_under_the_same_autocast(tmp_path, monkeypatch):

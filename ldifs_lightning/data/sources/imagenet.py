@@ -21,7 +21,11 @@ from torchvision.datasets import ImageNet
 from torchvision.datasets.imagenet import ARCHIVE_META, META_FILE
 
 from ldifs_lightning.data.classnames.imagenet import IMAGENET_CLASSNAMES
-from ldifs_lightning.data.errors import DatasetNotFoundError, IncompleteDatasetError
+from ldifs_lightning.data.errors import (
+    CorruptDataFileError,
+    DatasetNotFoundError,
+    IncompleteDatasetError,
+)
 from ldifs_lightning.data.images import ImageFileDataset
 from ldifs_lightning.data.layout import preview, require_class_folders, require_labels
 from ldifs_lightning.data.registry import DatasetInfo, Split, register_dataset
@@ -34,6 +38,51 @@ _FOLDER = {"train": "train", "test": "val"}
 def _archive(kind: str) -> str:
     name, md5 = ARCHIVE_META[kind]
     return f"{name} (md5 {md5})"
+
+
+def _torch_load_reason(error: Exception) -> str:
+    """The useful sentence of a ``torch.load`` error (its messages run over several paragraphs)."""
+    text, refused = str(error), str(error).startswith("Weights only load failed")
+    if refused:  # a paragraph of advice, the reason, then a link to the documentation
+        paragraphs = [part.strip() for part in text.split("\n\n")[1:]]
+        text = " ".join(
+            part for part in paragraphs if not part.startswith("Check the documentation")
+        )
+    sentence = " ".join(text.split()).split(". ")[0].rstrip(".") or type(error).__name__
+    return f"torch.load(weights_only=True) refused it: {sentence}" if refused else sentence
+
+
+def read_meta_wnids(path: Path) -> list[str]:
+    """The sorted wnids of torchvision's ``meta.bin`` (``(wnid_to_classes, val_wnids)``).
+
+    Read with ``torch.load(weights_only=True)``: tensors, containers, strings and numbers only, so
+    a crafted file cannot run code; a file that is not such a pair fails with one line.
+    """
+    fix = (
+        f"delete it and put {_archive('devkit')} in {path.parent} (torchvision rebuilds "
+        f"{META_FILE} from it)"
+    )
+    prefix = f"imagenet: {path} is not torchvision's ImageNet {META_FILE}"
+    try:
+        meta = torch.load(path, map_location="cpu", weights_only=True)
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
+    # torch.load raises several types for a file it cannot read (UnpicklingError, RuntimeError
+    # from the zip reader, EOFError, ...); all mean "bad file".
+    except Exception as error:
+        reason = "the file is empty" if path.stat().st_size == 0 else _torch_load_reason(error)
+        raise CorruptDataFileError(f"{prefix}: {reason}; {fix}") from error
+    if not (
+        isinstance(meta, tuple | list)
+        and len(meta) == 2
+        and isinstance(meta[0], dict)
+        and all(isinstance(wnid, str) for wnid in meta[0])
+    ):
+        raise CorruptDataFileError(
+            f"{prefix}: it holds a {type(meta).__name__}, not the pair (wnid_to_classes, "
+            f"val_wnids); {fix}"
+        )
+    return sorted(meta[0])
 
 
 def load_imagenet(root: Path, split: Split, download: bool = False) -> Dataset:
@@ -55,15 +104,16 @@ def load_imagenet(root: Path, split: Split, download: bool = False) -> Dataset:
             f"automatically (licence): get the archives from https://image-net.org and put them "
             f"there (torchvision extracts them on first use)"
         )
-    if has_meta and folder.is_dir():
-        wnids = sorted(torch.load(base_folder / META_FILE, weights_only=True)[0])
+    if has_meta:
+        wnids = read_meta_wnids(base_folder / META_FILE)
         if len(wnids) != len(IMAGENET_CLASSNAMES):
             raise IncompleteDatasetError(
                 f"imagenet: {base_folder / META_FILE} lists {len(wnids)} classes, expected "
                 f"{len(IMAGENET_CLASSNAMES)}: {preview(wnids)}"
             )
-        require_class_folders("imagenet", folder, wnids)
-    if not has_meta:
+        if folder.is_dir():
+            require_class_folders("imagenet", folder, wnids)
+    else:
         require_scipy("imagenet")  # torchvision reads the devkit's meta.mat to make meta.bin
     base = ImageNet(str(base_folder), split=folder_name)
     if len(base.wnids) != len(IMAGENET_CLASSNAMES):

@@ -1,0 +1,116 @@
+"""How the ``ldifs`` command reports a user's mistake: one line on stderr, no traceback.
+
+A bad value in a config or on the command line surfaces in three places: jsonargparse's parser
+(unknown keys, values of the wrong type or outside a ``Literal``), the classes it instantiates
+(the module's and DataModule's own checks, which raise ``ValueError``), and the run itself (a
+dataset whose files are missing or corrupt fails at ``setup``). All of them end as::
+
+    error: <what was wrong and what is allowed>
+
+with exit status 2. Setting ``LDIFS_TRACEBACK=1`` in the environment re-raises instead, for the
+full traceback. Anything else (a bug) keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import sys
+from collections.abc import Iterator
+
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+from ldifs_lightning.data.errors import DatasetError
+from ldifs_lightning.pretrained import ShippedFileError
+
+#: Environment variable that turns one-line errors back into full tracebacks.
+TRACEBACK_ENV = "LDIFS_TRACEBACK"
+#: Exit status of a run refused because of bad input (argparse's convention).
+USER_ERROR_EXIT = 2
+
+# What a user can cause with a bad value or a bad file. ValueError is what every check in the
+# package raises; the rest come from argument parsing, Lightning's own checks and the file system.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    argparse.ArgumentError,
+    ValueError,
+    DatasetError,
+    ShippedFileError,
+    MisconfigurationException,
+    FileNotFoundError,
+    NotADirectoryError,
+    IsADirectoryError,
+    PermissionError,
+)
+
+# jsonargparse reports a value that fits none of a Union's types (an optional class whose
+# __init__ refused its arguments, a Trainer option of several types) as a multi-line message
+# listing each type's error under "Errors:"; those errors, minus "it is not None", are the news.
+_UNION_WRAPPER = "Does not validate against any of the Union subtypes"
+_PARSER_KEY = re.compile(r'^Parser key "([^"]+)":\s*')
+# After a subclass's own error (e.g. a callback's init argument) jsonargparse appends the generic
+# forms a subclass value may take; that list does not help with the error before it.
+_SUBCLASS_FORMS = re.compile(
+    r";?\s*Not a valid subclass of [\w.]+\s*Subclass types expect one of:.*$"
+)
+_CLASS_PATH_KEY = re.compile(
+    r"^Problem with given class_path '[^']+':\s*Parser key \"([^\"]+)\":\s*"
+)
+
+
+def _errors_listed_in_union_message(message: str) -> list[str]:
+    """The ``- ...`` lines under ``Errors:`` of a jsonargparse Union message, minus NoneType."""
+    listed, inside = [], False
+    for line in message.splitlines():
+        stripped = line.strip()
+        if stripped == "Errors:":
+            inside = True
+        elif stripped.startswith(("Given value", "Subtypes:")):
+            inside = False
+        elif inside and stripped.startswith("- "):
+            if "NoneType" not in stripped:
+                listed.append(stripped[2:])
+        elif inside and listed and stripped:
+            listed[-1] += " " + stripped
+    return listed
+
+
+def one_line_message(error: BaseException) -> str:
+    """The message of ``error`` as one line: jsonargparse's wrappers removed, lines joined.
+
+    Example:
+        >>> one_line_message(ValueError("ldifs_weight=-1.0 must be >= 0"))
+        'ldifs_weight=-1.0 must be >= 0'
+    """
+    message = str(error).strip() or type(error).__name__
+    key = ""
+    match = _PARSER_KEY.match(message)
+    if match:  # 'Parser key "model":\n  <why>': keep the key, explain the why
+        key, message = match.group(1), message[match.end() :]
+    if _UNION_WRAPPER in message:
+        listed = _errors_listed_in_union_message(message)
+        if listed:
+            message = "; ".join(listed)
+    message = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    message = _SUBCLASS_FORMS.sub("", message) or message
+    match = _CLASS_PATH_KEY.match(message)
+    if match:  # an init argument of a class_path: name it as the user writes it
+        key = f"{key}.init_args.{match.group(1)}" if key else match.group(1)
+        message = message[match.end() :]
+    return f"{key}: {message}" if key else message
+
+
+@contextlib.contextmanager
+def errors_as_one_line() -> Iterator[None]:
+    """Turn a user error raised inside the block into ``error: <message>`` and exit status 2.
+
+    With ``LDIFS_TRACEBACK=1`` the error propagates unchanged (full traceback).
+    """
+    try:
+        yield
+    except USER_ERRORS as error:
+        if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
+            raise
+        print(f"error: {one_line_message(error)}", file=sys.stderr)
+        raise SystemExit(USER_ERROR_EXIT) from None

@@ -1,0 +1,286 @@
+"""Bad input through the real `ldifs` executable: one line on stderr, exit 2, nothing written.
+
+Every error the README's "Errors" section promises for the command line is run here as a user
+would meet it, in a subprocess (the whole output is what the user sees).
+"""
+
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from ldifs_lightning.cli_errors import one_line_message
+from tests.data.array_files import RunsShellCommand, touch_command
+
+REPO = Path(__file__).resolve().parents[1]
+LDIFS = str(Path(sys.executable).parent / "ldifs")  # the console script pip installed
+DEMO = str(REPO / "configs/demo/ldifs.yaml")
+
+
+def run_ldifs(*args: str, cwd: Path, env: dict[str, str] | None = None):
+    return subprocess.run(
+        [LDIFS, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(env or {})},
+        timeout=300,
+    )
+
+
+def assert_one_line_error(result, expected: str) -> None:
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert lines == [lines[-1]] and lines[-1].startswith("error: "), result.stderr[-2000:]
+    assert expected in lines[-1]
+    assert "Subclass types expect" not in lines[-1]  # jsonargparse's generic list is dropped
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--model.init_args.ldifs_weight", "-1"], "ldifs_weight=-1.0 must be >= 0"),
+        (["--model.init_args.model_name", "ViT-B-33"], "unknown model_name 'ViT-B-33'"),
+        (
+            ["--model.init_args.model_name", "ViT-B-32", "--model.init_args.pretrained", "openai"],
+            "pretrained='openai' for 'ViT-B-32' needs a download",
+        ),
+        (["--model.init_args.pretrained", "missing.pt"], "pretrained='missing.pt' is neither"),
+        (["--model.init_args.taps", "[nope]"], "tap 'nope' is not a module"),
+        (
+            ["--model.init_args.normalize", "l2"],
+            "model.init_args.normalize: Expected a typing.Literal['token', 'channel', 'none']",
+        ),
+        (["--data.init_args.dataset", "shape"], "unknown dataset 'shape' (did you mean"),
+        (["--data.init_args.custom_templates", "[]"], "templates is empty"),
+        (["--data.init_args.custom_templates", "[nothing]"], "template 'nothing' must be"),
+        (["--data.init_args.batch_size", "abc"], "data.init_args.batch_size: Expected a"),
+        (["--trainer.precision", "7"], "trainer.precision: Expected a typing.Literal"),
+        (["--no_such_option", "3"], "unrecognized arguments: --no_such_option 3"),
+        (
+            ["--data.init_args.dataset", "cifar10", "--data.init_args.root", "no-data-here"],
+            "cifar10: missing",
+        ),
+    ],
+    ids=lambda value: value if isinstance(value, str) else None,
+)
+def test_fit_bad_input_is_one_line_and_writes_nothing(args, expected, tmp_path):
+    result = run_ldifs(
+        "fit", "--config", DEMO, *args, "--trainer.default_root_dir", "out", cwd=tmp_path
+    )
+    assert_one_line_error(result, expected)
+    assert list(tmp_path.iterdir()) == []  # no log directory, no config.yaml, no cache
+
+
+@pytest.mark.parametrize("subcommand", ["validate", "test"])
+def test_validate_and_test_report_bad_input_as_one_line(subcommand, tmp_path):
+    result = run_ldifs(
+        subcommand, "--config", DEMO, "--model.init_args.ldifs_weight", "-2", cwd=tmp_path
+    )
+    assert_one_line_error(result, "ldifs_weight=-2.0 must be >= 0")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_bad_checkpoint_is_one_line(tmp_path):
+    result = run_ldifs("export", "--ckpt_path", "none.ckpt", "--output_dir", "out", cwd=tmp_path)
+    assert_one_line_error(result, "none.ckpt")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_traceback_switch_shows_the_full_traceback(tmp_path):
+    result = run_ldifs(
+        "fit",
+        "--config",
+        DEMO,
+        "--model.init_args.ldifs_weight",
+        "-1",
+        cwd=tmp_path,
+        env={"LDIFS_TRACEBACK": "1"},
+    )
+    assert result.returncode != 0
+    assert "Traceback (most recent call last)" in result.stderr
+    assert "ldifs_weight=-1.0 must be >= 0" in result.stderr
+
+
+def test_help_lists_every_subcommand_and_each_has_its_own_help(tmp_path):
+    listing = run_ldifs("--help", cwd=tmp_path)
+    assert listing.returncode == 0
+    for name in ["fit", "validate", "test", "predict", "export"]:
+        assert f"    {name} " in listing.stdout, name
+    export_help = run_ldifs("export", "--help", cwd=tmp_path)
+    assert export_help.returncode == 0 and "--output_dir" in export_help.stdout
+
+
+# one_line_message on the shapes of message jsonargparse produces (written out by hand here).
+
+
+def test_union_message_keeps_the_errors_and_drops_the_none_alternative():
+    message = (
+        "Does not validate against any of the Union subtypes\n"
+        "Subtypes: [<class 'M'>, <class 'NoneType'>]\n"
+        "Errors:\n"
+        "  - ldifs_weight=-1.0 must be >= 0\n"
+        "  - Expected a <class 'NoneType'>\n"
+        "Given value type: <class 'Namespace'>\n"
+        "Given value: Namespace(ldifs_weight=-1.0)"
+    )
+    assert one_line_message(ValueError(message)) == "ldifs_weight=-1.0 must be >= 0"
+
+
+def test_parser_key_and_class_path_become_the_dotted_option_name():
+    message = (
+        'Parser key "model":\n'
+        "  Does not validate against any of the Union subtypes\n"
+        "  Subtypes: [<class 'M'>, <class 'NoneType'>]\n"
+        "  Errors:\n"
+        "    - Problem with given class_path 'pkg.M':\n"
+        '        Parser key "normalize":\n'
+        "          Expected a typing.Literal['token']. Got value: l2\n"
+        "    - Expected a <class 'NoneType'>\n"
+        "  Given value type: <class 'Namespace'>"
+    )
+    assert one_line_message(ValueError(message)) == (
+        "model.init_args.normalize: Expected a typing.Literal['token']. Got value: l2"
+    )
+
+
+def test_plain_multi_line_message_is_joined():
+    assert one_line_message(ValueError("first\n  second ")) == "first second"
+
+
+def test_subclass_forms_after_a_callback_error_are_dropped():
+    message = (
+        'Parser key "trainer.callbacks":\n  Problem with given class_path "X":\n'
+        "    Expected a typing.Literal['a']. Got value: b\n"
+        "  Not a valid subclass of Callback\n  Subclass types expect one of:\n"
+        "  - a class path (str)\n  - a dict with class_path entry"
+    )
+    assert one_line_message(ValueError(message)) == (
+        'trainer.callbacks: Problem with given class_path "X": '
+        "Expected a typing.Literal['a']. Got value: b"
+    )
+
+
+def _garbage_cifar10(root: Path) -> None:
+    batches = root / "cifar-10-batches-py"
+    batches.mkdir(parents=True)
+    for name in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"]:
+        (batches / name).write_bytes(b"not a pickle at all")
+
+
+def _crafted_cifar10(root: Path, marker: Path) -> None:
+    _garbage_cifar10(root)
+    crafted = pickle.dumps(RunsShellCommand(touch_command(marker)), protocol=2)
+    for path in (root / "cifar-10-batches-py").iterdir():
+        path.write_bytes(crafted)
+
+
+def _folder_with_too_many_names(root: Path) -> None:
+    for name in ("cat", "dog"):
+        (root / "pets" / "train" / name).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(root / "pets" / "train" / name / "0.png")
+    (root / "pets" / "classnames.txt").write_text("cat\ndog\nbird\n")
+
+
+def _suite_config(root: Path, init_args: str) -> None:
+    (root / "suite.yaml").write_text(
+        "trainer:\n  callbacks:\n    - class_path: ldifs_lightning.ConceptForgettingCallback\n"
+        f"      init_args: {init_args}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("prepare", "args", "expected"),
+    [
+        pytest.param(
+            None,
+            ["--model.init_args.l2sp_weight", "0.5"],
+            "use at most one regulariser",
+            id="two-regularisers",
+        ),
+        pytest.param(
+            _garbage_cifar10,
+            [
+                "--data.init_args.dataset", "cifar10",
+                "--data.init_args.root", "{inputs}",
+                "--data.init_args.verify_checksums", "false",
+            ],
+            "batches.meta is not a CIFAR meta file: not a valid pickle",
+            id="corrupt-array-file",
+        ),
+        pytest.param(
+            "crafted",
+            [
+                "--data.init_args.dataset", "cifar10",
+                "--data.init_args.root", "{inputs}",
+                "--data.init_args.verify_checksums", "false",
+            ],
+            "the pickle asks for",
+            id="unsafe-pickle",
+        ),
+        pytest.param(
+            _folder_with_too_many_names,
+            ["--data.init_args.dataset", "folder:{inputs}/pets"],
+            "has 3 names but",
+            id="folder-layout",
+        ),
+        pytest.param(
+            lambda root: _suite_config(root, "{suite: []}"),
+            ["--config", "{inputs}/suite.yaml"],
+            "the forgetting suite is empty",
+            id="empty-suite",
+        ),
+        pytest.param(
+            lambda root: _suite_config(root, "{suite: [digits], metrics: [accuracy]}"),
+            ["--config", "{inputs}/suite.yaml"],
+            "trainer.callbacks.init_args.metrics: Expected a typing.Literal['linear_probe', "
+            "'zero_shot']. Got value: accuracy",
+            id="unknown-metric",
+        ),
+    ],
+)  # fmt: skip
+def test_fit_bad_files_and_combinations_are_one_line(prepare, args, expected, tmp_path):
+    inputs, run_dir = tmp_path / "inputs", tmp_path / "run"
+    inputs.mkdir()
+    run_dir.mkdir()
+    marker = tmp_path / "code-ran"
+    if prepare == "crafted":
+        _crafted_cifar10(inputs, marker)
+    elif prepare is not None:
+        prepare(inputs)
+    args = [arg.format(inputs=inputs) for arg in args]
+    result = run_ldifs(
+        "fit", "--config", DEMO, *args, "--trainer.default_root_dir", "out", cwd=run_dir
+    )
+    assert_one_line_error(result, expected)
+    assert list(run_dir.iterdir()) == []
+    assert not marker.exists()  # the crafted pickle's command never ran
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--output_dir", "out"], "no model_name and pretrained: give ckpt_path"),
+        (
+            ["--ckpt_path", "a.ckpt", "--model_name", "ViT-B-32", "--output_dir", "out"],
+            "ckpt_path with model_name='ViT-B-32'",
+        ),
+        (
+            [
+                "--model_name", "ldifs-tiny-vit", "--pretrained", "demo",
+                "--dataset", "eurosatt", "--output_dir", "out",
+            ],
+            "unknown dataset 'eurosatt'",
+        ),
+    ],
+    ids=["neither", "both", "unknown-dataset"],
+)  # fmt: skip
+def test_export_bad_options_are_one_line(args, expected, tmp_path):
+    result = run_ldifs("export", *args, cwd=tmp_path)
+    assert_one_line_error(result, expected)
+    assert list(tmp_path.iterdir()) == []
