@@ -91,12 +91,26 @@ class LDIFSCLI(LightningCLI):
             raise SystemExit(0)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        """Validate the DataModule's files first, so bad data fails before the Trainer prints its
-        banner or creates a log directory. Skipped when the DataModule may still download (the
-        Trainer's ``prepare_data`` must run first, on one process)."""
+        """Check data, module and callbacks before the Trainer exists, so bad input fails before
+        the Trainer prints its banner or creates a log directory.
+
+        Runs the DataModule's ``setup`` (its files), the module's ``check_data`` (class count,
+        image size) and, for ``fit``, each callback's ``check_fit`` (suite files, WiSE-FT's
+        pre-trained weights). The data checks are skipped when the DataModule may still download
+        (the Trainer's ``prepare_data`` must run first, on one process)."""
         data = self.datamodule
         if self.subcommand and isinstance(data, FineTuneDataModule) and not data.hparams.download:
             data.setup(self.subcommand)  # idempotent: the Trainer's own setup() reuses the splits
+            check_data = getattr(self.model, "check_data", None)
+            if callable(check_data):
+                check_data(data)
+        if self.subcommand == "fit":
+            # Callbacks that check files or the module at setup("fit") expose it as check_fit.
+            callbacks = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
+            for callback in callbacks if isinstance(callbacks, list) else [callbacks]:
+                check_fit = getattr(callback, "check_fit", None)
+                if callable(check_fit):
+                    check_fit(self.model)
         return super().instantiate_trainer(**kwargs)
 
 

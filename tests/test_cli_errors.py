@@ -230,6 +230,27 @@ def _suite_config(root: Path, init_args: str) -> None:
             id="folder-layout",
         ),
         pytest.param(
+            None,
+            ["--data.init_args.image_size", "64"],
+            "data image_size=64 but ldifs-tiny-vit expects 32",
+            id="image-size-mismatch",
+        ),
+        pytest.param(
+            lambda root: _suite_config(root, "{suite: [cifar10], root: nowhere}"),
+            ["--config", "{inputs}/suite.yaml"],
+            "cifar10: missing",
+            id="suite-files-missing",
+        ),
+        pytest.param(
+            lambda root: (root / "wiseft.yaml").write_text(
+                "trainer:\n  callbacks:\n"
+                "    - class_path: ldifs_lightning.callbacks.WiSEFTCallback\n"
+            ),
+            ["--config", "{inputs}/wiseft.yaml", "--model.init_args.pretrained", "null"],
+            "WiSEFTCallback interpolates towards the pre-trained weights",
+            id="wiseft-without-pretrained",
+        ),
+        pytest.param(
             lambda root: _suite_config(root, "{suite: []}"),
             ["--config", "{inputs}/suite.yaml"],
             "the forgetting suite is empty",

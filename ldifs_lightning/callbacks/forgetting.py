@@ -241,7 +241,15 @@ class ConceptForgettingCallback(Callback):
     # ----------------------------------------------------------------------------- hooks
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage == "fit":
-            self._build_suite(self._encoder_of(pl_module))
+            self.check_fit(pl_module)
+
+    def check_fit(self, pl_module: LightningModule) -> None:
+        """Build the suite (its files checked) as ``setup("fit")`` does, without a Trainer.
+
+        The ``ldifs`` command calls it before creating the Trainer, so missing or bad suite
+        files fail before a log directory exists; ``setup`` then reuses the built suite.
+        """
+        self._build_suite(self._encoder_of(pl_module))
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         encoder = self._encoder_of(pl_module)

@@ -116,7 +116,11 @@ class WiSEFTCallback(Callback):
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage == "fit":
-            _check_pretrained(pl_module)
+            self.check_fit(pl_module)
+
+    def check_fit(self, pl_module: LightningModule) -> None:
+        """Raise the error ``setup("fit")`` would (no pre-trained weights), without a Trainer."""
+        _check_pretrained(pl_module)
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         pretrained_encoder, pretrained_head = _pretrained_parts(pl_module)

@@ -10,9 +10,12 @@ files with :func:`register_model_config`.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import open_clip
@@ -146,11 +149,31 @@ def create_clip(
     if quick_gelu is None:
         quick_gelu = uses_quick_gelu(model_name, pretrained)
     is_tag = checkpoint is not None and uses_tag(model_name, pretrained)
-    return open_clip.create_model(
-        model_name,
-        pretrained=pretrained if is_tag else checkpoint,
-        force_quick_gelu=quick_gelu,
-    )
+    with _random_init_notice_dropped(pretrained is None):
+        return open_clip.create_model(
+            model_name,
+            pretrained=pretrained if is_tag else checkpoint,
+            force_quick_gelu=quick_gelu,
+        )
+
+
+class _RandomInitNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No pretrained weights loaded for model")
+
+
+@contextlib.contextmanager
+def _random_init_notice_dropped(drop: bool) -> Iterator[None]:
+    """Drop open_clip's root-logger warning about random init when None was asked for."""
+    if not drop:
+        yield
+        return
+    notice = _RandomInitNotice()
+    logging.getLogger().addFilter(notice)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(notice)
 
 
 def uses_tag(model_name: str, pretrained: str | None) -> bool:

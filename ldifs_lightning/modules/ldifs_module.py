@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
+from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from open_clip import ClipLoss
 from torch import nn
@@ -377,6 +377,15 @@ class LDIFSModule(LightningModule):
     # ----------------------------------------------------------------------- set-up
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        if datamodule is not None:
+            self.check_data(datamodule)
+
+    def check_data(self, datamodule: LightningDataModule) -> None:
+        """Raise ``ValueError`` if ``datamodule`` does not fit this module (classes, image size).
+
+        ``setup`` runs it; the ``ldifs`` command runs it before the Trainer exists, so a
+        mismatch leaves no log directory behind.
+        """
         num_classes = getattr(datamodule, "num_classes", None)
         if num_classes is not None and num_classes != len(self.classnames):
             raise ValueError(

@@ -1,4 +1,5 @@
 import json
+import logging
 
 import pytest
 import torch
@@ -79,3 +80,11 @@ def test_tag_that_needs_a_download_offline_says_what_to_provide(monkeypatch):
         ValueError, match=r"needs a download from .* that failed \(OSError\); fetch"
     ):
         create_clip("ViT-B-32", pretrained="openai")
+
+
+def test_random_init_asked_for_is_not_warned_about_and_the_filter_is_removed(caplog):
+    caplog.set_level(logging.WARNING)
+    create_clip(TINY_VIT, pretrained=None)
+    assert not [r for r in caplog.records if "No pretrained weights" in r.getMessage()]
+    logging.warning("No pretrained weights loaded for model 'x'.")  # outside create_clip
+    assert [r for r in caplog.records if "No pretrained weights" in r.getMessage()]
