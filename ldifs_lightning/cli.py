@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from jsonargparse import ActionConfigFile, Namespace
@@ -25,15 +27,19 @@ from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from ldifs_lightning import __version__
-from ldifs_lightning.cli_errors import errors_as_one_line
+from ldifs_lightning.cli_errors import errors_as_one_line, mark_as_run_error
 from ldifs_lightning.data import FineTuneDataModule
+from ldifs_lightning.data.errors import DatasetError
 from ldifs_lightning.modules import LDIFSModule
+from ldifs_lightning.pretrained import ShippedFileError
 
 # Seed used when a config does not set seed_everything, so runs are reproducible by default.
 DEFAULT_SEED = 0
 
 # Tool subcommands: name -> "module:function". Imported only when that subcommand runs or its
 # parser is built, so `ldifs fit` does not pay for them.
+#: ``ckpt_path`` values Lightning resolves itself instead of reading a file.
+CKPT_PATH_KEYWORDS = ("last", "best", "hpc", "registry")
 TOOL_SUBCOMMANDS: dict[str, str] = {
     "export": "ldifs_lightning.export:export_model",
 }
@@ -98,6 +104,7 @@ class LDIFSCLI(LightningCLI):
         image size) and, for ``fit``, each callback's ``check_fit`` (suite files, WiSE-FT's
         pre-trained weights). The data checks are skipped when the DataModule may still download
         (the Trainer's ``prepare_data`` must run first, on one process)."""
+        _check_ckpt_path(self.config.get(str(self.subcommand), {}).get("ckpt_path"))
         data = self.datamodule
         if self.subcommand and isinstance(data, FineTuneDataModule) and not data.hparams.download:
             data.setup(self.subcommand)  # idempotent: the Trainer's own setup() reuses the splits
@@ -112,6 +119,29 @@ class LDIFSCLI(LightningCLI):
                 if callable(check_fit):
                     check_fit(self.model)
         return super().instantiate_trainer(**kwargs)
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        except Exception as error:
+            # Input was checked before the run; what fails inside it (but bad dataset files,
+            # met only when read) is reported with its traceback, not as a one-line user error.
+            if not isinstance(error, DatasetError | ShippedFileError):
+                mark_as_run_error(error)
+            raise
+
+
+def _check_ckpt_path(ckpt_path: Any) -> None:
+    """A ``--ckpt_path`` that is not a file fails here, before a log directory exists."""
+    if ckpt_path is None or not isinstance(ckpt_path, str | os.PathLike):
+        return
+    if str(ckpt_path) in CKPT_PATH_KEYWORDS or "://" in str(ckpt_path):
+        return  # Lightning's own names (last, best, ...) and remote paths: Lightning resolves them
+    if not Path(ckpt_path).is_file():
+        raise FileNotFoundError(
+            f"ckpt_path={str(ckpt_path)!r} is not a file: pass a checkpoint written by ldifs fit "
+            "(or last/best/hpc/registry)"
+        )
 
 
 def build_cli(args: list[str] | None = None, run: bool = True) -> LDIFSCLI:

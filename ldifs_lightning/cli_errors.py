@@ -8,7 +8,9 @@ dataset whose files are missing or corrupt fails at ``setup``). All of them end 
     error: <what was wrong and what is allowed>
 
 with exit status 2. Setting ``LDIFS_TRACEBACK=1`` in the environment re-raises instead, for the
-full traceback. Anything else (a bug) keeps its traceback.
+full traceback. Anything else (a bug) keeps its traceback, and so does any error raised once
+the run itself has started (``cli.py`` marks those with ``mark_as_run_error``), except bad
+dataset files, which a run may only meet when it reads them.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 # __init__ refused its arguments, a Trainer option of several types) as a multi-line message
 # listing each type's error under "Errors:"; those errors, minus "it is not None", are the news.
 _UNION_WRAPPER = "Does not validate against any of the Union subtypes"
+_GIVEN_VALUE = re.compile(r"^\s*Given value: (.*)$", re.MULTILINE)
 _PARSER_KEY = re.compile(r'^Parser key "([^"]+)":\s*')
 # After a subclass's own error (e.g. a callback's init argument) jsonargparse appends the generic
 # forms a subclass value may take; that list does not help with the error before it.
@@ -90,8 +93,12 @@ def one_line_message(error: BaseException) -> str:
         key, message = match.group(1), message[match.end() :]
     if _UNION_WRAPPER in message:
         listed = _errors_listed_in_union_message(message)
+        given = _GIVEN_VALUE.search(message)
+        # A plain value is worth repeating; a class's whole Namespace of arguments is not.
+        got = given.group(1).strip() if given else ""
+        shown = f" (got {got})" if got and not got.startswith(("Namespace(", "{")) else ""
         if listed:
-            message = "; ".join(listed)
+            message = "; ".join(listed) + shown
     message = " ".join(part.strip() for part in message.splitlines() if part.strip())
     message = _SUBCLASS_FORMS.sub("", message) or message
     match = _CLASS_PATH_KEY.match(message)
@@ -99,6 +106,14 @@ def one_line_message(error: BaseException) -> str:
         key = f"{key}.init_args.{match.group(1)}" if key else match.group(1)
         message = message[match.end() :]
     return f"{key}: {message}" if key else message
+
+
+_RUN_ERROR = "_ldifs_raised_during_run"
+
+
+def mark_as_run_error(error: BaseException) -> None:
+    """Keep ``error``'s traceback: it was raised while training/evaluating, after input checks."""
+    setattr(error, _RUN_ERROR, True)
 
 
 @contextlib.contextmanager
@@ -110,7 +125,7 @@ def errors_as_one_line() -> Iterator[None]:
     try:
         yield
     except USER_ERRORS as error:
-        if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
+        if os.environ.get(TRACEBACK_ENV, "") not in ("", "0") or getattr(error, _RUN_ERROR, False):
             raise
         print(f"error: {one_line_message(error)}", file=sys.stderr)
         raise SystemExit(USER_ERROR_EXIT) from None

@@ -518,7 +518,13 @@ def _staged_folder(output: Path) -> Iterator[Path]:
                 "nothing was written there"
             ) from error
         _check_output_dir(output)  # it may have changed while the model was being written
-        _publish(staging, output)
+        try:
+            _publish(staging, output)
+        except OSError as error:  # e.g. another process filled output_dir just now
+            raise ValueError(
+                f"moving the export into output_dir={str(output)!r} failed: "
+                f"{error.strerror or error}; nothing was written there"
+            ) from error
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         for folder in reversed(created):

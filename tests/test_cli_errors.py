@@ -61,6 +61,7 @@ def assert_one_line_error(result, expected: str) -> None:
         (["--data.init_args.custom_templates", "[nothing]"], "template 'nothing' must be"),
         (["--data.init_args.batch_size", "abc"], "data.init_args.batch_size: Expected a"),
         (["--trainer.precision", "7"], "trainer.precision: Expected a typing.Literal"),
+        (["--trainer.precision", "bf17"], "'bf16'] (got bf17)"),
         (["--no_such_option", "3"], "unrecognized arguments: --no_such_option 3"),
         (
             ["--data.init_args.dataset", "cifar10", "--data.init_args.root", "no-data-here"],
@@ -84,6 +85,29 @@ def test_validate_and_test_report_bad_input_as_one_line(subcommand, tmp_path):
     )
     assert_one_line_error(result, "ldifs_weight=-2.0 must be >= 0")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("subcommand", ["fit", "validate"])
+def test_missing_ckpt_path_is_one_line_and_writes_nothing(subcommand, tmp_path):
+    result = run_ldifs(
+        subcommand, "--config", DEMO, "--ckpt_path", "gone.ckpt", "--trainer.default_root_dir",
+        "out", cwd=tmp_path,
+    )  # fmt: skip
+    assert_one_line_error(result, "ckpt_path='gone.ckpt' is not a file")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_errors_raised_during_the_run_keep_their_traceback():
+    """A ValueError from inside training is a bug to report, not a user error to shorten."""
+    from ldifs_lightning.cli_errors import errors_as_one_line, mark_as_run_error
+
+    error = ValueError("Expected more than 1 value per channel")
+    mark_as_run_error(error)
+    with pytest.raises(ValueError, match="more than 1 value"), errors_as_one_line():
+        raise error
+    with pytest.raises(SystemExit) as stopped, errors_as_one_line():
+        raise ValueError("a user error before the run")
+    assert stopped.value.code == 2
 
 
 def test_export_bad_checkpoint_is_one_line(tmp_path):

@@ -251,6 +251,27 @@ def test_a_failure_midway_keeps_the_previous_export_untouched(tmp_path, monkeypa
     assert [p.name for p in tmp_path.iterdir()] == ["exported"]
 
 
+def test_a_folder_filled_by_another_process_at_the_last_moment_is_one_line(tmp_path, monkeypatch):
+    out = tmp_path / "exported"
+    real_replace = os.replace
+
+    def raced_replace(source, target):
+        if os.fspath(target) == os.fspath(
+            out
+        ):  # another process writes into output_dir just before the move
+            out.mkdir(exist_ok=True)
+            (out / "theirs.txt").write_text("not ours")
+        return real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", raced_replace)
+    with pytest.raises(
+        ValueError, match=r"moving the export into output_dir=.*nothing was written"
+    ):
+        export_model(str(out), dataset="shapes", **DEMO)
+    assert [p.name for p in out.iterdir()] == ["theirs.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["exported"]  # no staging folder left
+
+
 def test_a_failure_midway_leaves_no_folder_and_no_created_parents(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "save", _FullDisk())
     with pytest.raises(ValueError, match="No space left on device"):

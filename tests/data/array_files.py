@@ -83,3 +83,40 @@ def touch_command(marker: Path) -> str:
 def write_eval_source(marker: Path) -> str:
     """Python source that creates ``marker`` when evaluated."""
     return f"open({str(marker)!r}, 'w').write('ran')"
+
+
+# Pickles that use only the restricted unpickler's allowed globals (numpy.dtype, scalar,
+# _reconstruct, ndarray) but give numpy's dtype a state whose flags are cleared: numpy then treats
+# an object dtype as plain bytes, so the file's bytes would be read as object pointers (a crash
+# at a memory address the file chooses). Written opcode by opcode: pickle.dumps cannot make them.
+def _text(value: str) -> bytes:
+    encoded = value.encode()
+    return b"X" + struct.pack("<I", len(encoded)) + encoded
+
+
+def _global(module: str, name: str) -> bytes:
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+def _forged_object_dtype() -> bytes:
+    """``numpy.dtype("O8", False, True)`` then BUILD with state ``(3, "|", ..., flags=0)``."""
+    build = _global("numpy", "dtype") + _text("O8") + pickle.NEWFALSE + pickle.NEWTRUE
+    build += pickle.TUPLE3 + pickle.REDUCE
+    state = pickle.MARK + b"K\x03" + _text("|") + pickle.NONE + pickle.NONE + pickle.NONE
+    state += b"J" + struct.pack("<i", -1) + b"J" + struct.pack("<i", -1) + b"K\x00" + pickle.TUPLE
+    return build + state + pickle.BUILD
+
+
+def forged_dtype_pickle(form: str) -> bytes:
+    """A CIFAR-like dict whose ``data`` is a numpy ``scalar`` or array of a forged object dtype."""
+    pointer = b"C\x08" + b"AAAAAAAA"  # SHORT_BINBYTES: eight bytes numpy would read as a pointer
+    if form == "scalar":
+        data = _global("numpy._core.multiarray", "scalar") + _forged_object_dtype() + pointer
+        data += pickle.TUPLE2 + pickle.REDUCE
+    else:
+        data = _global("numpy._core.multiarray", "_reconstruct") + _global("numpy", "ndarray")
+        data += b"K\x00" + pickle.TUPLE1 + b"C\x01b" + pickle.TUPLE3 + pickle.REDUCE
+        data += pickle.MARK + b"K\x01" + b"K\x01" + pickle.TUPLE1 + _forged_object_dtype()
+        data += pickle.NEWFALSE + pointer + pickle.TUPLE + pickle.BUILD
+    items = _text("data") + data + _text("labels") + pickle.EMPTY_LIST
+    return b"\x80\x02" + pickle.EMPTY_DICT + pickle.MARK + items + pickle.SETITEMS + pickle.STOP

@@ -8,6 +8,8 @@ import os
 import pickle
 import pickletools
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +24,17 @@ from ldifs_lightning.data.errors import (
     DatasetError,
     UnsafePickleError,
 )
-from ldifs_lightning.data.safe_pickle import RefusedGlobalError, RestrictedUnpickler
+from ldifs_lightning.data.safe_pickle import (
+    RefusedGlobalError,
+    RestrictedUnpickler,
+    load_data_pickle,
+)
 from ldifs_lightning.data.sources.imagenet import read_meta_wnids
 from tests.data.array_files import (
     GARBAGE,
     RunsEval,
     RunsShellCommand,
+    forged_dtype_pickle,
     python2_pickle,
     touch_command,
     truncate,
@@ -426,3 +433,51 @@ def test_crafted_imagenet_meta_runs_nothing(tmp_path):
     with pytest.raises(CorruptDataFileError, match=f"refused it: .*{refused}"):
         read_meta_wnids(path)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("form", ["scalar", "array"])
+def test_forged_dtype_flags_are_refused_before_numpy_reads_pointers(form, tmp_path):
+    """Only allowed globals, but an object dtype disguised by its state: refused in one line.
+
+    Run in a subprocess: before the check, loading the scalar form crashed the interpreter.
+    """
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(forged_dtype_pickle(form))
+    script = (
+        "from pathlib import Path\n"
+        "from ldifs_lightning.data.safe_pickle import load_data_pickle\n"
+        "from ldifs_lightning.data.errors import UnsafePickleError\n"
+        "try:\n"
+        f"    load_data_pickle(Path({str(path)!r}), dataset='cifar10', kind='a CIFAR batch',"
+        " fix='replace it')\n"
+        "except UnsafePickleError as error:\n"
+        "    print(error)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == (
+        f"cifar10: {path} is not a CIFAR batch: numpy dtype 'O8' is not a plain number, bytes or "
+        "string type (refused: only such arrays are read); replace it"
+    )
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_plain_dtypes_of_every_byte_order_and_width_load_as_plain_arrays(protocol, tmp_path):
+    content = {
+        "big": np.arange(6, dtype=">i4").reshape(2, 3),
+        "little": np.linspace(0, 1, 4, dtype="<f8"),
+        "bytes": np.array([b"ab", b"c"], dtype="S2"),
+        "text": np.array(["xyz", "w"], dtype="U3"),
+        "flag": np.array([True, False]),
+        "scalar": np.float32(2.5),
+    }
+    path = tmp_path / "arrays.pkl"
+    path.write_bytes(pickle.dumps(content, protocol=protocol))
+    loaded = load_data_pickle(path, dataset="test", kind="arrays", fix="")
+    expected = pickle.loads(path.read_bytes())  # numpy itself may return native byte order
+    for key, value in content.items():
+        assert type(loaded[key]) is type(value)
+        assert loaded[key].dtype == expected[key].dtype
+        np.testing.assert_array_equal(loaded[key], value)

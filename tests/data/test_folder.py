@@ -30,7 +30,7 @@ from ldifs_lightning.data.errors import (
     DatasetNotFoundError,
     IncompleteDatasetError,
 )
-from ldifs_lightning.data.sources.folder import DEFAULT_TEMPLATES, FolderFileError
+from ldifs_lightning.data.sources.folder import DEFAULT_TEMPLATES, FolderFileError, _images
 from ldifs_lightning.evaluation import forgetting as forgetting_functions
 from ldifs_lightning.evaluation.feature_cache import FeatureCache
 from ldifs_lightning.evaluation.forgetting import encoder_accuracies
@@ -440,6 +440,18 @@ def test_folder_config_runs_with_the_ldifs_method(tmp_path):
             "null",
         ]
     )
+    with open(tmp_path / "forgetting.csv") as handle:
+        measured = {row["dataset"] for row in csv.DictReader(handle)}
+    assert measured == {"shapes", f"folder:{foreign}"}
+
+
+def test_symlinked_folders_are_listed_once_and_loops_end(tmp_path):
+    root = write_folder(tmp_path / "pets", {"cat": 2, "dog": 3})
+    (root / "train" / "cat" / "self").symlink_to(root / "train" / "cat", target_is_directory=True)
+    (root / "train" / "dog" / "sub").mkdir()
+    (root / "train" / "dog" / "sub" / "back").symlink_to(root / "train" / "dog")
+    assert len(list(_images(root / "train" / "cat"))) == 2  # a link to itself: walked once
+    assert len(list(_images(root / "train" / "dog"))) == 3  # a loop through a subfolder: too
 
 
 def test_ldifs_executable_fits_on_a_folder(tmp_path):

@@ -91,8 +91,18 @@ def _is_image(file_name: str) -> bool:
 
 
 def _images(class_folder: Path) -> Iterator[Path]:
-    """Image files under ``class_folder`` and its visible subfolders, in no particular order."""
+    """Image files under ``class_folder`` and its visible subfolders, in no particular order.
+
+    Linked folders are followed, each real folder once: a link back up the tree (a loop) or two
+    links to one folder do not list the same images again.
+    """
+    visited: set[tuple[int, int]] = set()
     for directory, subfolders, files in os.walk(class_folder, followlinks=True):
+        status = os.stat(directory)
+        if (status.st_dev, status.st_ino) in visited:
+            subfolders[:] = []
+            continue
+        visited.add((status.st_dev, status.st_ino))
         subfolders[:] = [name for name in subfolders if not name.startswith(".")]
         for file_name in files:
             if _is_image(file_name):
