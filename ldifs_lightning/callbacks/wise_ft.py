@@ -23,6 +23,8 @@ from ldifs_lightning.models.wise import check_alpha, wise_ft
 def _pretrained_parts(module: LightningModule) -> tuple[nn.Module, nn.Module]:
     """The pre-trained encoder and the head as initialised (zero-shot or probe)."""
     encoder = getattr(module, "reference_encoder", None)
+    if encoder is not None and hasattr(module, "pretrained_encoder"):
+        encoder = module.pretrained_encoder()  # exact float32 even after a bf16-mixed fit
     if encoder is None:
         hparams = module.hparams
         encoder = create_clip(hparams["model_name"], hparams["pretrained"]).visual

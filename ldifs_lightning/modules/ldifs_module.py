@@ -13,9 +13,9 @@ import contextlib
 import contextvars
 import copy
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from functools import partial
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +36,9 @@ from ldifs_lightning.models import (
 )
 from ldifs_lightning.models.factory import embed_dim_of, uses_quick_gelu
 from ldifs_lightning.models.text_tower import TextTower, sample_captions
+from ldifs_lightning.modules import reference
 from ldifs_lightning.modules.probe_head import fit_probe_head
+from ldifs_lightning.modules.reference import CheckpointReference, ReferenceDtype
 from ldifs_lightning.modules.schedule import warmup_cosine_factor
 from ldifs_lightning.regularizers import l2sp_penalty
 from ldifs_lightning.regularizers.ldifs import check_normalize, ldifs_distance
@@ -72,6 +74,12 @@ def _attention_fast_path_disabled() -> Iterator[None]:
         yield
     finally:
         torch.backends.mha.set_fastpath_enabled(previous)
+
+
+def _check_literal(name: str, value: str, choices: Any) -> None:
+    allowed = list(get_args(choices))
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not one of {allowed}")
 
 
 def _check_choices(
@@ -134,6 +142,20 @@ class LDIFSModule(LightningModule):
         warmup_steps: Linear warm-up steps before the cosine decay.
         text_batch_size: Captions per batch when building the zero-shot head.
         seed: Seed of the FLYP caption sampling (with the global step).
+        reference_dtype: How LDIFS's frozen copy stores its weights. ``auto``: under
+            ``bf16-mixed`` / ``16-mixed`` (read from ``trainer.precision`` when fit starts) its
+            matrix and convolution weights are kept in the autocast dtype, which halves their
+            memory; autocast rounds them to that dtype before every matmul anyway, so the LDIFS
+            value is unchanged. 1-d parameters (norms, biases) and buffers stay float32.
+            ``float32``: always float32. L2SP's copy always stays float32: the penalty compares
+            parameters, and bf16 rounding (up to 2^-9 relative) would outweigh early updates.
+        checkpoint_reference: Whether checkpoints hold the frozen copy's weights. ``auto``: left
+            out when ``pretrained`` names weights that can be built again (an open_clip tag,
+            ``demo`` or an existing file); the checkpoint stores the sha256 of their float32
+            values instead, and loading rebuilds the copy from ``model_name`` / ``pretrained``
+            and checks it (a mismatch is a one-line ``ValueError``). Random init
+            (``pretrained=None``) and a copy replaced with :meth:`use_as_reference` are always
+            stored. ``always``: always stored.
 
     Example:
         >>> module = LDIFSModule(["cat", "dog"], model_name="ldifs-tiny-vit", pretrained=None)
@@ -161,6 +183,8 @@ class LDIFSModule(LightningModule):
         warmup_steps: int = 500,
         text_batch_size: int = 256,
         seed: int = 0,
+        reference_dtype: ReferenceDtype = "auto",
+        checkpoint_reference: CheckpointReference = "auto",
     ) -> None:
         super().__init__()
         for name, weight in [("ldifs_weight", ldifs_weight), ("l2sp_weight", l2sp_weight)]:
@@ -178,6 +202,8 @@ class LDIFSModule(LightningModule):
                 f"weight_decay={weight_decay}, warmup_steps={warmup_steps}"
             )
         _check_choices(loss, trainable, head_init, ldifs_weight, l2sp_weight)
+        _check_literal("reference_dtype", reference_dtype, ReferenceDtype)
+        _check_literal("checkpoint_reference", checkpoint_reference, CheckpointReference)
         if model_config is not None:
             register_model_config(model_config)
         self.save_hyperparameters()
@@ -205,10 +231,19 @@ class LDIFSModule(LightningModule):
 
         # The frozen pre-trained encoder: LDIFS runs it, L2SP reads its parameters.
         self.reference_encoder: nn.Module | None = None
+        # sha256 of the copy's float32 weights while they are the rebuildable pre-trained ones
+        # (None: unknown, random init, or replaced): checkpoints may then leave the copy out.
+        self._reference_sha256: str | None = None
         if ldifs_weight > 0 or l2sp_weight > 0:
             self.reference_encoder = copy.deepcopy(self.image_encoder)
             self.reference_encoder.requires_grad_(False)
             self.reference_encoder.eval()
+            if (
+                not from_checkpoint
+                and checkpoint_reference == "auto"
+                and reference.is_rebuildable(model_name, pretrained)
+            ):
+                self._reference_sha256 = reference.weights_sha256(self.reference_encoder)
 
         self.text_tower: TextTower | None = None
         if trainable == "both_towers":
@@ -242,10 +277,122 @@ class LDIFSModule(LightningModule):
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> LDIFSModule:  # type: ignore[override]
-        """Load a checkpoint offline: every weight, the frozen copy's included, comes from it."""
+        """Load a checkpoint with ``weights_only=True``.
+
+        Every weight comes from the checkpoint, so this works offline, except a frozen copy the
+        checkpoint left out (``checkpoint_reference='auto'``): it is rebuilt from
+        ``model_name`` / ``pretrained`` (from the local cache, the shipped ``demo`` or the file)
+        and checked against the checkpoint's sha256.
+        """
         kwargs.setdefault("weights_only", True)
         with _weights_from_checkpoint():
             return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+
+    # ----------------------------------------------------------------------- frozen copy
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.reference_encoder is None:
+            return
+        omit = self.hparams.checkpoint_reference == "auto" and self._reference_sha256 is not None
+        if omit:
+            reference.strip_reference(checkpoint["state_dict"])
+        checkpoint[reference.CHECKPOINT_KEY] = {
+            "sha256": self._reference_sha256,
+            "stored": not omit,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.reference_encoder is None:
+            return
+        # Checkpoints written before the copy could be left out hold it, with no hash.
+        entry = checkpoint.get(reference.CHECKPOINT_KEY, {"sha256": None, "stored": True})
+        if not entry["stored"]:
+            hp = self.hparams
+            if self._reference_sha256 is not None:
+                # The copy already holds rebuildable pre-trained weights, hashed at init (e.g.
+                # Trainer.fit(ckpt_path=...)), possibly stored in low precision since.
+                reference.check_sha256(
+                    entry["sha256"], self._reference_sha256, hp.model_name, hp.pretrained
+                )
+                weights = self.reference_encoder.state_dict()
+            else:  # load_from_checkpoint: the copy was built without weights
+                weights = self._rebuilt_reference_weights(entry["sha256"])
+            reference.insert_reference(checkpoint["state_dict"], weights)
+        self._reference_sha256 = entry["sha256"]
+
+    def _rebuilt_reference_weights(self, expected: str) -> Mapping[str, torch.Tensor]:
+        """The pre-trained encoder's weights built again, checked against ``expected``."""
+        hp = self.hparams
+        if hp.pretrained is None:
+            raise ValueError(
+                "the checkpoint left out its frozen pre-trained copy, but pretrained=None "
+                "cannot rebuild it: pass the pretrained it was trained with, e.g. "
+                "load_from_checkpoint(path, pretrained=...)"
+            )
+        quick_gelu = uses_quick_gelu(hp.model_name, hp.pretrained)
+        rebuilt = reference.rebuild_reference(hp.model_name, hp.pretrained, quick_gelu)
+        found = reference.weights_sha256(rebuilt)
+        reference.check_sha256(expected, found, hp.model_name, hp.pretrained)
+        return rebuilt.state_dict()
+
+    def use_as_reference(self, weights: nn.Module | Mapping[str, torch.Tensor]) -> None:
+        """Make the frozen copy hold other weights, e.g. a previous continual stage's encoder.
+
+        The copy is then no longer rebuildable from ``model_name`` / ``pretrained``, so every
+        later checkpoint stores it.
+
+        Example:
+            >>> module = LDIFSModule(["a", "b"], model_name="ldifs-tiny-vit", pretrained=None)
+            >>> module.use_as_reference(module.image_encoder)
+        """
+        if self.reference_encoder is None:
+            raise ValueError(
+                "this module has no frozen copy (ldifs_weight and l2sp_weight are 0): "
+                "set one of them > 0 to regularise towards a reference"
+            )
+        state = weights.state_dict() if isinstance(weights, nn.Module) else weights
+        self.reference_encoder.load_state_dict(state)
+        self._reference_sha256 = None
+
+    def pretrained_encoder(self) -> nn.Module:
+        """The frozen copy with its float32 weights (what WiSE-FT interpolates towards).
+
+        The copy itself when it is float32. After a low-precision fit it is rebuilt from
+        ``model_name`` / ``pretrained`` and checked against its sha256; a copy that cannot be
+        rebuilt (random init, :meth:`use_as_reference`) is upcast from its stored values.
+
+        Example:
+            >>> module = LDIFSModule(["a", "b"], model_name="ldifs-tiny-vit", pretrained=None)
+            >>> module.pretrained_encoder() is module.reference_encoder
+            True
+        """
+        if self.reference_encoder is None:
+            raise ValueError("this module has no frozen copy (ldifs_weight and l2sp_weight are 0)")
+        if reference.low_precision_dtype(self.reference_encoder) is None:
+            return self.reference_encoder
+        encoder = copy.deepcopy(self.reference_encoder)
+        exact = None
+        if self._reference_sha256 is not None:
+            exact = self._rebuilt_reference_weights(self._reference_sha256)
+        reference.restore_float32(encoder, exact)
+        return encoder
+
+    def _set_reference_dtype(self, precision: str) -> None:
+        """Store the LDIFS copy in the autocast dtype of ``precision`` (``reference_dtype``)."""
+        if self.reference_encoder is None:
+            return
+        target = None
+        if self.hparams.reference_dtype == "auto" and self._penalty_name == "ldifs":
+            target = reference.autocast_dtype(precision)
+        current = reference.low_precision_dtype(self.reference_encoder)
+        if current == target:
+            return
+        if current is not None:  # an earlier low-precision fit: back to exact float32 first
+            exact = None
+            if self._reference_sha256 is not None:
+                exact = self._rebuilt_reference_weights(self._reference_sha256)
+            reference.restore_float32(self.reference_encoder, exact)
+        if target is not None:
+            reference.cast_for_autocast(self.reference_encoder, target)
 
     @property
     def image_size(self) -> int:
@@ -376,6 +523,8 @@ class LDIFSModule(LightningModule):
 
     # ----------------------------------------------------------------------- set-up
     def setup(self, stage: str) -> None:
+        if stage == "fit":
+            self._set_reference_dtype(str(self.trainer.precision))
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
         if datamodule is not None:
             self.check_data(datamodule)

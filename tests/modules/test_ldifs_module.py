@@ -178,7 +178,7 @@ def test_checkpoint_loads_offline_with_weights_only(tmp_path):
     from ldifs_lightning.models import create_clip
 
     torch.save(create_clip(TINY_VIT).state_dict(), clip_path)
-    module = _module(pretrained=str(clip_path))
+    module = _module(pretrained=str(clip_path), checkpoint_reference="always")
     trainer = quiet_trainer(tmp_path, max_steps=2)
     trainer.fit(module, _loader())
     checkpoint = tmp_path / "model.ckpt"
