@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # that also runs on CPU); pip takes them from local disk there, from PyPI elsewhere.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test lint tables results
+.PHONY: demo test lint tables results bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,4 +41,11 @@ results: $(STAMP)
 	cp runs/demo/summary.json docs/results/demo.json
 	cp runs/sweep/summary.json docs/results/lambda_sweep.json
 	OMP_NUM_THREADS=1 $(BIN)/python -m ldifs_lightning.pretrained.build --card
+	$(BIN)/python -m ldifs_lightning.reporting.render
+
+# Training-step time and peak memory of every method as ratios to FT, and the forgetting callback's
+# cost next to a demo epoch (under 10 minutes on 2 cores): writes benchmarks/results/step_cost.json
+# and re-renders the README. The slower benchmarks run by hand (benchmarks/README.md).
+bench: $(STAMP)
+	$(BIN)/python benchmarks/step_cost.py
 	$(BIN)/python -m ldifs_lightning.reporting.render

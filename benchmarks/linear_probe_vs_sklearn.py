@@ -86,6 +86,11 @@ def sklearn_probe(
 default_threads = torch.get_num_threads()
 
 
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def run_case(
     n: int, dim: int, num_classes: int, separation: float, args: argparse.Namespace
 ) -> dict[str, float | int | str]:
@@ -93,6 +98,9 @@ def run_case(
     features, labels = make_features(n + n_test, dim, num_classes, separation, args.seed)
     train_x, train_y = features[:n], labels[:n]
     test_x, test_y = features[n:], labels[n:]
+    device = torch.device(args.device)
+    # Our probe runs where the features are (a GPU with --device cuda); scikit-learn on the CPU.
+    ours_x, ours_y = train_x.to(device), train_y.to(device)
     grid = list(DEFAULT_L2_GRID)
 
     # Each side runs with its default thread pools and capped to one thread, and its faster
@@ -105,10 +113,11 @@ def run_case(
         for cap in caps:
             with threadpool_limits(limits=cap):
                 torch.set_num_threads(cap or default_threads)
+                _synchronize(device)
                 start = time.perf_counter()
                 probe = fit_linear_probe(
-                    train_x,
-                    train_y,
+                    ours_x,
+                    ours_y,
                     num_classes=num_classes,
                     l2_grid=grid,
                     val_fraction=args.val_fraction,
@@ -116,6 +125,7 @@ def run_case(
                     max_iter=args.max_iter,
                     tol=args.tol,
                 )
+                _synchronize(device)
                 ours_times[str(cap or "default")].append(time.perf_counter() - start)
                 torch.set_num_threads(default_threads)
 
@@ -132,7 +142,7 @@ def run_case(
                 sklearn_times[str(cap or "default")].append(time.perf_counter() - start)
     ours_s = min(min(times) for times in ours_times.values())
     sklearn_s = min(min(times) for times in sklearn_times.values())
-    ours_acc = (probe.predict(test_x) == test_y).double().mean().item()
+    ours_acc = (probe.predict(test_x.to(device)).cpu() == test_y).double().mean().item()
     sklearn_acc = float((model.predict(test_x.numpy()) == test_y.numpy()).mean())
 
     return {
@@ -142,6 +152,7 @@ def run_case(
         "num_classes": num_classes,
         "separation": separation,
         "n_test": n_test,
+        "ours_device": str(device),
         "ours_s": ours_s,
         "sklearn_s": sklearn_s,
         "ours_s_all_by_thread_cap": ours_times,
@@ -168,10 +179,19 @@ def main() -> None:
         default=None,
         help="cap both sides to N threads (default: each side's best of its default and 1)",
     )
+    parser.add_argument(
+        "--device", default="cpu", help="where our probe runs: cpu (default) or cuda[:N]"
+    )
     parser.add_argument("--val-fraction", type=float, default=0.2)
     parser.add_argument("--max-iter", type=int, default=None, help="default: the probe's own")
     parser.add_argument("--tol", type=float, default=None, help="default: the probe's own")
     args = parser.parse_args()
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: no CUDA device is available; use --device cpu")
+    try:
+        torch.device(args.device)
+    except RuntimeError:
+        parser.error(f"--device {args.device!r} is not a torch device; use cpu or cuda[:N]")
 
     defaults = fit_linear_probe.__kwdefaults__
     args.max_iter = defaults["max_iter"] if args.max_iter is None else args.max_iter
@@ -197,6 +217,7 @@ def main() -> None:
             "val_fraction": args.val_fraction,
             "max_iter": args.max_iter,
             "tol": args.tol,
+            "device": args.device,
             "l2_grid": list(DEFAULT_L2_GRID),
         },
         "environment": {

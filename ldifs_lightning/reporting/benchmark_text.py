@@ -68,3 +68,134 @@ def cache_benchmark(report: Report) -> str:
         f"{second['seconds'] / first['seconds']:.2f}x the first's time "
         f"({second['seconds']:.2f} s vs {first['seconds']:.2f} s), the rest being the probe."
     )
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _ft_cell(ratio: float, absolute: str) -> str:
+    return f"{ratio:.2f} ({absolute})"
+
+
+def step_cost_table(entries: list[Report]) -> str:
+    """One model's table: per method, step time and peak memory as ratios to FT per batch size
+    (FT's row also gives its ms per step and MiB)."""
+    sizes = [entry["batch_size"] for entry in entries]
+    header = ["method"]
+    for size in sizes:
+        header += [f"time / FT, batch {size}", f"memory / FT, batch {size}"]
+    rows = []
+    for method in entries[0]["methods"]:
+        cells = [method]
+        for entry in entries:
+            row = entry["methods"][method]
+            time_ratio, memory_ratio = (
+                f"{row['time_ratio_median']:.2f}",
+                f"{row['memory_ratio']:.2f}",
+            )
+            if method == "FT":
+                time_ratio = _ft_cell(
+                    row["time_ratio_median"], f"{1000 * row['step_s_median']:,.0f} ms"
+                )
+                memory_ratio = _ft_cell(
+                    row["memory_ratio"], f"{row['peak_bytes'] / 2**20:,.0f} MiB"
+                )
+            cells += [time_ratio, memory_ratio]
+        rows.append(cells)
+    return markdown_table(header, rows, ["left"] + ["right"] * (len(header) - 1))
+
+
+def forgetting_cost_text(forgetting: Report) -> str:
+    """The forgetting callback's cost per evaluation as a share of one epoch of the demo config."""
+    suite = ", ".join(f"`{name}`" for name in forgetting["suite"])
+    metrics = " and ".join(name.replace("_", "-") for name in forgetting["metrics"])
+    caps = (forgetting["max_train_samples"], forgetting["max_test_samples"])
+    data = (
+        "whole splits"
+        if caps == (None, None)
+        else f"at most {caps[0]} train / {caps[1]} test images per domain"
+    )
+    epoch = forgetting["median_s"]["epoch_s"]
+    return (
+        f"On the demo config (`{forgetting['config']}`: `{forgetting['model']}` on "
+        f"`{forgetting['task']}`, {forgetting['steps_per_epoch']} steps of batch "
+        f"{forgetting['batch_size']} and a validation pass per epoch, {epoch:.1f} s per epoch), "
+        f"each evaluation of its `ConceptForgettingCallback` ({suite}; {metrics}; {data}) costs "
+        f"**{forgetting['later_share']:.2f}x** the time of an epoch. The first evaluation, which "
+        "also builds the suite and measures the pre-trained model, costs "
+        f"{forgetting['first_cold_share']:.2f}x with an empty feature cache and "
+        f"{forgetting['first_warm_share']:.2f}x with a warm one (medians over "
+        f"{_plural(len(forgetting['rounds']), 'epoch')})."
+    )
+
+
+def step_cost_benchmark(report: Report) -> str:
+    """The setting, one ratio table per model and the forgetting callback's cost, from
+    ``benchmarks/step_cost.py``'s report."""
+    env, settings = report["environment"], report["settings"]
+    where = (
+        f"{env['device_name']} ({env['machine']}, {_plural(env['torch_threads'], 'torch thread')} "
+        f"of {env['cpu_count']} CPUs)"
+        if env["device"] == "cpu"
+        else f"{env['device_name']} (CUDA {env.get('cuda')})"
+    )
+    intro = (
+        f"Recorded on {where} with torch {env['torch']}, {settings['precision']}, random "
+        f"weights, {settings['num_classes']} classes: medians over "
+        f"{_plural(settings['repeats'], 'interleaved round')}, each ratio taken against FT in the "
+        "same round; peak memory from the first round."
+    )
+    models: dict[str, list[Report]] = {}
+    for entry in report["step"]:
+        models.setdefault(entry["model"], []).append(entry)
+    parts = [intro]
+    for model, entries in models.items():
+        parts += [f"`{model}`:", step_cost_table(entries)]
+    noise = [
+        e["methods"]["LS"]["time_ratio_median"] for e in report["step"] if "LS" in e["methods"]
+    ]
+    if noise:
+        parts.append(
+            "LS does FT's work (only the label smoothing of the loss differs), so the spread of "
+            f"its time ratios, {min(noise):.2f} to {max(noise):.2f} here, shows the timing noise."
+        )
+    if report.get("forgetting"):
+        parts.append(forgetting_cost_text(report["forgetting"]))
+    return "\n\n".join(parts)
+
+
+def reference_copy_benchmark(report: Report) -> str:
+    """Checkpoint sizes, frozen-copy bytes and LDIFS values from ``reference_copy.py``'s report."""
+    rows = []
+    mib = 2**20
+    for entry in report["models"]:
+        sizes, params = entry["checkpoint_bytes"], entry["frozen_copy_parameter_bytes"]
+        value = entry["ldifs_value"]
+        rows.append(
+            [
+                f"`{entry['model_name']}` ({entry['pretrained_kind']})",
+                f"{sizes['ft']['after'] / mib:,.1f}",
+                f"{sizes['ldifs']['before'] / mib:,.1f} -> {sizes['ldifs']['after'] / mib:,.1f}",
+                f"{params['float32'] / mib:,.1f} -> {params['bf16_mixed'] / mib:,.1f}",
+                f"{value['rel_diff_bf16_copy']:.1e}",
+                f"{value['rel_diff_all_parameters_bf16']:.1e}",
+            ]
+        )
+    table = markdown_table(
+        [
+            "model",
+            "FT checkpoint (MiB)",
+            "LDIFS checkpoint before -> after (MiB)",
+            "frozen copy fp32 -> bf16-mixed (MiB)",
+            "LDIFS rel. change, bf16 copy",
+            "same, every parameter bf16",
+        ],
+        rows,
+    )
+    return (
+        f"Recorded with torch {report['torch']}, open_clip {report['open_clip']}; checkpoints "
+        "after one fit step (AdamW state included), the LDIFS value on one batch of "
+        f"{report['batch']} random images under CPU bf16 autocast, relative to the float32 copy "
+        "under the same autocast:\n\n" + table
+    )

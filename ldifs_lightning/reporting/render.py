@@ -31,6 +31,8 @@ SWEEP = "docs/results/lambda_sweep.json"
 CARD = "ldifs_lightning/pretrained/card.json"
 PROBE = "benchmarks/results/linear_probe.json"
 CACHE = "benchmarks/results/feature_cache.json"
+STEP = "benchmarks/results/step_cost.json"
+REFERENCE = "benchmarks/results/reference_copy.json"
 #: The commands that write each JSON (``make results`` runs the first three).
 SOURCES: dict[str, str] = {
     DEMO: "make demo && cp runs/demo/summary.json docs/results/demo.json (or make results)",
@@ -39,6 +41,8 @@ SOURCES: dict[str, str] = {
     CARD: "python -m ldifs_lightning.pretrained.build --card",
     PROBE: "python benchmarks/linear_probe_vs_sklearn.py",
     CACHE: "python benchmarks/feature_cache.py",
+    STEP: "python benchmarks/step_cost.py (or make bench)",
+    REFERENCE: "python benchmarks/reference_copy.py",
 }
 
 
@@ -66,6 +70,8 @@ REGIONS: tuple[Region, ...] = (
     Region(README, "demo-setting", (DEMO,), demo_text.run_environment),
     Region(README, "demo-table", (DEMO,), demo_text.comparison_table),
     Region(README, "demo-findings", (DEMO, CARD), demo_text.demo_findings),
+    Region(README, "perf-step-cost", (STEP,), benchmark_text.step_cost_benchmark),
+    Region(README, "perf-reference-copy", (REFERENCE,), benchmark_text.reference_copy_benchmark),
     Region(README, "perf-linear-probe", (PROBE,), benchmark_text.probe_benchmark),
     Region(README, "perf-feature-cache", (CACHE,), benchmark_text.cache_benchmark),
     Region(DEMO_DOC, "sweep-setting", (SWEEP,), demo_text.run_environment),
