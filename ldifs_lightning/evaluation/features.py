@@ -199,7 +199,11 @@ def extract_features(
         features, labels = _extract_local(encoder, dataset, **options)  # type: ignore[arg-type]
         return F.normalize(features, dim=1), labels
 
-    shard = Subset(dataset, range(rank, total, world_size))
+    # Equal item counts on every rank: a sharded (FSDP) encoder all-gathers in each forward, so
+    # ranks must run the same number of batches. The repeated items land past `total` after the
+    # gather (rank r's row m is item m * W + r) and are trimmed there.
+    per_rank = math.ceil(total / world_size)
+    shard = Subset(dataset, [i % total for i in range(rank, per_rank * world_size, world_size)])
     error: BaseException | None = None
     try:
         features, labels = _extract_local(encoder, shard, **options)  # type: ignore[arg-type]

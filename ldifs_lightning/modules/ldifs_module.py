@@ -36,7 +36,7 @@ from ldifs_lightning.models import (
 )
 from ldifs_lightning.models.factory import embed_dim_of, uses_quick_gelu
 from ldifs_lightning.models.text_tower import TextTower, sample_captions
-from ldifs_lightning.modules import reference
+from ldifs_lightning.modules import reference, sharding
 from ldifs_lightning.modules.probe_head import fit_probe_head
 from ldifs_lightning.modules.reference import CheckpointReference, ReferenceDtype
 from ldifs_lightning.modules.schedule import warmup_cosine_factor
@@ -155,7 +155,16 @@ class LDIFSModule(LightningModule):
             values instead, and loading rebuilds the copy from ``model_name`` / ``pretrained``
             and checks it (a mismatch is a one-line ``ValueError``). Random init
             (``pretrained=None``) and a copy replaced with :meth:`use_as_reference` are always
-            stored. ``always``: always stored.
+            stored. ``always``: always stored. Under ``ModelParallelStrategy`` (FSDP2) the copy
+            is always stored, sharded like the rest of the checkpoint.
+        activation_checkpointing: Recompute the trainable encoder's transformer blocks in
+            backward instead of keeping their activations (open_clip's per-block
+            ``torch.utils.checkpoint``; less memory, about one more encoder forward per step).
+            Transformer towers only; a ``ModifiedResNet`` fails with one line. Default false.
+
+    Sharding: under Lightning's ``ModelParallelStrategy`` with ``tensor_parallel_size=1``,
+    :meth:`configure_model` shards both encoders block by block and the head with FSDP2
+    (``fully_shard``); see :mod:`ldifs_lightning.modules.sharding` for what is supported.
 
     Example:
         >>> module = LDIFSModule(["cat", "dog"], model_name="ldifs-tiny-vit", pretrained=None)
@@ -185,6 +194,7 @@ class LDIFSModule(LightningModule):
         seed: int = 0,
         reference_dtype: ReferenceDtype = "auto",
         checkpoint_reference: CheckpointReference = "auto",
+        activation_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         for name, weight in [("ldifs_weight", ldifs_weight), ("l2sp_weight", l2sp_weight)]:
@@ -245,6 +255,9 @@ class LDIFSModule(LightningModule):
             ):
                 self._reference_sha256 = reference.weights_sha256(self.reference_encoder)
 
+        if activation_checkpointing:  # after the copy: its no-grad forward stores nothing anyway
+            sharding.enable_activation_checkpointing(self.image_encoder, model_name)
+
         self.text_tower: TextTower | None = None
         if trainable == "both_towers":
             self.text_tower = TextTower(clip, model_name)
@@ -292,7 +305,13 @@ class LDIFSModule(LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.reference_encoder is None:
             return
-        omit = self.hparams.checkpoint_reference == "auto" and self._reference_sha256 is not None
+        # Sharded checkpoints are loaded into the module before on_load_checkpoint could put a
+        # rebuilt copy back, so there the copy is always stored (as shards, like the rest).
+        omit = (
+            self.hparams.checkpoint_reference == "auto"
+            and self._reference_sha256 is not None
+            and not sharding.is_sharded(self.reference_encoder)
+        )
         if omit:
             reference.strip_reference(checkpoint["state_dict"])
         checkpoint[reference.CHECKPOINT_KEY] = {
@@ -367,6 +386,12 @@ class LDIFSModule(LightningModule):
         """
         if self.reference_encoder is None:
             raise ValueError("this module has no frozen copy (ldifs_weight and l2sp_weight are 0)")
+        if sharding.is_sharded(self.reference_encoder):
+            raise ValueError(
+                "the frozen copy is sharded (ModelParallelStrategy): WiSE-FT needs full weights; "
+                "save a full checkpoint (save_distributed_checkpoint=False), load it on one "
+                "device and interpolate there"
+            )
         if reference.low_precision_dtype(self.reference_encoder) is None:
             return self.reference_encoder
         encoder = copy.deepcopy(self.reference_encoder)
@@ -459,10 +484,20 @@ class LDIFSModule(LightningModule):
             FeatureTaps(self.reference_encoder, self.tap_names) as ref_taps,
         ):
             self.reference_encoder(images)
+        if sharding.is_sharded(self.image_encoder):
+            # An FSDP root keeps its own parameters gathered after its forward, expecting a
+            # backward that never comes for the frozen copy: free them now.
+            sharding.reshard(self.reference_encoder)
         return ldifs_distance(taps.features(), ref_taps.features(), self.hparams.normalize)
 
     def _l2sp_distance(self, images: torch.Tensor, taps: FeatureTaps | None) -> torch.Tensor:
-        return l2sp_penalty(self.image_encoder.parameters(), self.reference_encoder.parameters())
+        if sharding.is_sharded(self.image_encoder):
+            # Both encoders' units sharded alike: the penalty is a sum of local shard terms
+            # (all-reduced by full_value), and its gradient lands on the local shards.
+            sharding.reshard(self.image_encoder)
+            sharding.reshard(self.reference_encoder)
+        penalty = l2sp_penalty(self.image_encoder.parameters(), self.reference_encoder.parameters())
+        return sharding.full_value(penalty)
 
     # ----------------------------------------------------------------------- steps
     def _loss_terms(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -470,8 +505,9 @@ class LDIFSModule(LightningModule):
         if self._penalty is None:
             return self.image_encoder(images), images.new_zeros(())
         if self._penalty_name != "ldifs":
-            embedding = self.image_encoder(images)
-            return embedding, self._penalty(images, None)
+            # L2SP reads the parameters before the forward, while sharded ones are all sharded.
+            distance = self._penalty(images, None)
+            return self.image_encoder(images), distance
         with FeatureTaps(self.image_encoder, self.tap_names) as taps:
             embedding = self.image_encoder(images)
         return embedding, self._penalty(images, taps)
@@ -523,11 +559,58 @@ class LDIFSModule(LightningModule):
 
     # ----------------------------------------------------------------------- set-up
     def setup(self, stage: str) -> None:
+        self.check_strategy(self.trainer.strategy, self.trainer.callbacks)
         if stage == "fit":
             self._set_reference_dtype(str(self.trainer.precision))
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
         if datamodule is not None:
             self.check_data(datamodule)
+
+    def check_strategy(self, strategy: Any, callbacks: Sequence[Any] = ()) -> None:
+        """Raise a one-line ``ValueError`` if this method cannot run under ``strategy``.
+
+        FSDP1 (``strategy: fsdp``) and DeepSpeed are refused; Lightning's
+        ``ModelParallelStrategy`` (FSDP2) runs the cross-entropy methods (FT, LS, LP, LDIFS,
+        L2SP) with ``tensor_parallel_size=1``, without a ``WiSEFTCallback`` (it interpolates full
+        weights). ``setup`` runs it; a command line can run it before the Trainer exists.
+
+        Example:
+            >>> from lightning.pytorch.strategies import DDPStrategy
+            >>> module = LDIFSModule(["a", "b"], model_name="ldifs-tiny-vit", pretrained=None)
+            >>> module.check_strategy(DDPStrategy())
+        """
+        from lightning.pytorch.strategies import ModelParallelStrategy
+
+        from ldifs_lightning.callbacks.wise_ft import WiSEFTCallback
+
+        hp = self.hparams
+        sharding.check_strategy(strategy, loss=hp.loss, head_init=hp.head_init)
+        if isinstance(strategy, ModelParallelStrategy) and any(
+            isinstance(callback, WiSEFTCallback) for callback in callbacks
+        ):
+            raise ValueError(
+                "WiSEFTCallback does not run under ModelParallelStrategy (FSDP2): it interpolates "
+                "full weights; fit sharded with save_distributed_checkpoint=False, then run "
+                "WiSE-FT on the checkpoint on one device (ldifs_lightning.models.wise.wise_ft)"
+            )
+
+    def configure_model(self) -> None:
+        """Shard both encoders and the head with FSDP2 under ``ModelParallelStrategy``.
+
+        Each transformer block (CNN stage) of the trainable encoder and of the frozen copy is one
+        FSDP unit, then each encoder's remaining parameters and the head; with other strategies
+        this does nothing.
+        """
+        from lightning.pytorch.strategies import ModelParallelStrategy
+
+        if not self._trainer or not isinstance(self.trainer.strategy, ModelParallelStrategy):
+            return
+        mesh = sharding.data_parallel_mesh(self.device_mesh)
+        modules = [self.image_encoder, self.reference_encoder, self.head]
+        sharding.shard_modules([m for m in modules if m is not None], mesh)
+        left = sharding.unsharded_parameters(self)
+        if left:  # FSDP would not reduce their gradients across ranks
+            raise RuntimeError(f"parameters left unsharded by configure_model: {left}")
 
     def check_data(self, datamodule: LightningDataModule) -> None:
         """Raise ``ValueError`` if ``datamodule`` does not fit this module (classes, image size).
