@@ -144,13 +144,34 @@ def default_tap_names(encoder: nn.Module) -> list[str]:
         >>> default_tap_names(create_clip("ldifs-tiny-vit").visual)[:2]
         ['ln_pre', 'transformer.resblocks.0']
     """
-    family = _family(encoder)
+    return _defaults(encoder, _family(encoder))
+
+
+def _defaults(encoder: nn.Module, family: _Family | None) -> list[str]:
     if family is None:
         raise ValueError(
             f"no default taps for {_encoder_kind(encoder)}; pass taps= with module names from: "
             f"{_tappable_names(encoder)}"
         )
     return list(family.defaults)
+
+
+def _submodule(encoder: nn.Module, name: str) -> nn.Module:
+    """The module called ``name`` in ``encoder``, or a one-line error listing valid names.
+
+    ``get_submodule`` walks the dotted path; building ``dict(encoder.named_modules())`` instead
+    would visit every module of the encoder on each of the two ``FeatureTaps`` built per step.
+    """
+    try:
+        module = encoder.get_submodule(name) if name else None
+    except AttributeError:
+        module = None
+    if module is None:
+        raise ValueError(
+            f"tap {name!r} is not a module of {type(encoder).__name__}; valid names: "
+            f"{_tappable_names(encoder)}"
+        )
+    return module
 
 
 def _tappable_names(encoder: nn.Module) -> str:
@@ -193,19 +214,12 @@ class FeatureTaps:
     """
 
     def __init__(self, encoder: nn.Module, names: Sequence[str] | None = None) -> None:
-        self.names = list(names) if names is not None else default_tap_names(encoder)
+        family = _family(encoder)
+        self.names = list(names) if names is not None else _defaults(encoder, family)
         if not self.names:
             raise ValueError("taps is empty: give at least one module name, or null for defaults")
-        modules = dict(encoder.named_modules())
-        for name in self.names:
-            if name not in modules or not name:
-                raise ValueError(
-                    f"tap {name!r} is not a module of {type(encoder).__name__}; valid names: "
-                    f"{_tappable_names(encoder)}"
-                )
         self._encoder = encoder
-        self._modules = [modules[name] for name in self.names]
-        family = _family(encoder)
+        self._modules = [_submodule(encoder, name) for name in self.names]
         known = family.layouts if family is not None else {}
         self._layouts = [known.get(name) for name in self.names]
         # open_clip transformers built with batch_first=False run blocks on [L, N, D].

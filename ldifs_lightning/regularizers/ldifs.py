@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 Normalize = Literal["token", "channel", "none"]
 NORMALIZE_MODES: tuple[str, ...] = ("token", "channel", "none")
@@ -16,6 +16,85 @@ def check_normalize(normalize: str) -> None:
     """Raise a one-line error unless ``normalize`` is one of the three modes."""
     if normalize not in NORMALIZE_MODES:
         raise ValueError(f"normalize={normalize!r} is not one of {list(NORMALIZE_MODES)}")
+
+
+def _l2_norm(x: torch.Tensor, dim: int, contiguous_dim: bool) -> torch.Tensor:
+    """The l2 norm of ``x`` over ``dim``, kept as a size-1 dim.
+
+    ``torch.linalg.vector_norm`` is fast over a dim with stride 1 but 5-10x slower over a strided
+    one (the positions of ViT tokens ``[N, P, C]``, i.e. ``"token"`` mode); there the square, a
+    sum and a square root are faster. ``contiguous_dim`` is decided once per tap pair, so both
+    sides use the same arithmetic and equal features give exactly zero.
+    """
+    if contiguous_dim:
+        return torch.linalg.vector_norm(x, dim=dim, keepdim=True)
+    return x.square().sum(dim=dim, keepdim=True).sqrt_()
+
+
+def _difference(
+    feature: torch.Tensor, reference: torch.Tensor, norm: torch.Tensor, ref_norm: torch.Tensor
+) -> torch.Tensor:
+    """``feature / norm - reference / ref_norm`` in two passes (norms already clamped)."""
+    return torch.div(feature, norm).addcdiv_(reference, ref_norm, value=-1)
+
+
+class _TapDistance(torch.autograd.Function):
+    """Per-sample ``mean over p, c of (nrm(f) - nrm(r))^2`` of one tap, with a written-out backward.
+
+    Autograd through ``F.normalize``, the difference and the square would run about ten
+    element-wise passes over the tap in its backward and keep the normalised difference alive
+    from the forward to the backward. This Function keeps only the two inputs, which exist anyway
+    (the encoder saves its tap outputs for its own backward; the reference taps are only read),
+    and their norms, and recomputes the difference in six passes. ``dim`` is the normalised
+    axis, or ``None`` for no normalisation; the arithmetic runs in ``dtype``.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx,
+        feature: torch.Tensor,
+        reference: torch.Tensor,
+        dim: int | None,
+        eps: float,
+        dtype: torch.dtype,
+    ) -> torch.Tensor:
+        f, r = feature.to(dtype), reference.to(dtype)
+        if dim is None:
+            diff = f - r
+            ctx.save_for_backward(feature, reference)
+        else:
+            # F.normalize's arithmetic: x / max(||x||, eps).
+            contiguous_dim = f.stride(dim) == 1
+            norm = _l2_norm(f, dim, contiguous_dim)
+            ref_norm = _l2_norm(r, dim, contiguous_dim).clamp_min_(eps)
+            diff = _difference(f, r, norm.clamp_min(eps), ref_norm)
+            ctx.save_for_backward(feature, reference, norm, ref_norm)
+        ctx.dim, ctx.eps, ctx.dtype = dim, eps, dtype
+        return diff.square_().mean(dim=(1, 2))
+
+    @staticmethod
+    @once_differentiable  # the written-out backward is not itself differentiable
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, grad_out: torch.Tensor
+    ) -> tuple[torch.Tensor | None, None, None, None, None]:
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None, None
+        feature, reference, *norms = ctx.saved_tensors
+        f, r = feature.to(ctx.dtype), reference.to(ctx.dtype)
+        # d/df of mean(diff^2) is 2 diff / (P C) times the Jacobian of the normalisation.
+        scale = (grad_out * (2.0 / (f.shape[1] * f.shape[2]))).view(-1, 1, 1)
+        if ctx.dim is None:
+            return ((f - r) * scale).to(feature.dtype), None, None, None, None
+        norm, ref_norm = norms
+        clamped = norm.clamp_min(ctx.eps)
+        diff = _difference(f, r, clamped, ref_norm)
+        # Jacobian of f / max(|f|, eps) applied to diff: (diff - f (f . diff) / |f|^2) / |f|
+        # where |f| >= eps (there clamp_min passes its gradient), diff / eps below it.
+        projection = (f * diff).sum(dim=ctx.dim, keepdim=True)
+        along = projection.div_(clamped.square()).div_(clamped)
+        along = torch.where(norm >= ctx.eps, along, 0.0)
+        grad = diff.mul_(scale / clamped).addcmul_(f, along * scale, value=-1)
+        return grad.to(feature.dtype), None, None, None, None
 
 
 def ldifs_distance(
@@ -29,7 +108,8 @@ def ldifs_distance(
     For each tap ``l``: ``d_l[n] = mean over p, c of (nrm(f_l)[n, p, c] - nrm(r_l)[n, p, c])^2``;
     the result is the mean over taps and then over the batch (a scalar). Squared, no square root.
     ``reference`` is treated as a constant (detached), so gradients flow only into ``features``.
-    The computation runs in float32 whatever the input dtype (bf16 taps under autocast).
+    The computation runs in float32 for lower-precision taps (bf16 under autocast) and in float64
+    for float64 taps.
 
     ``normalize`` chooses ``nrm``:
 
@@ -42,7 +122,9 @@ def ldifs_distance(
       ViT-B/32) and needs a correspondingly larger weight.
     * ``"none"``: raw features; the scale is that of the activations.
 
-    Zero vectors stay zero (division by ``max(norm, eps)``).
+    Zero vectors stay zero (division by ``max(norm, eps)``). Values and gradients are those of
+    ``F.normalize`` followed by the squared difference's mean (up to float rounding); the backward
+    is written out and keeps no tensor beyond the taps themselves and their norms.
 
     Example:
         >>> f = [torch.randn(2, 5, 8, requires_grad=True)]
@@ -57,6 +139,7 @@ def ldifs_distance(
         )
     if not features:
         raise ValueError("no taps given: ldifs_distance needs at least one [N, P, C] tensor pair")
+    dim = {"token": 1, "channel": 2, "none": None}[normalize]
     per_tap = []
     for index, (feature, ref) in enumerate(zip(features, reference, strict=True)):
         if feature.dim() != 3 or feature.shape != ref.shape:
@@ -64,10 +147,9 @@ def ldifs_distance(
                 f"tap {index}: features {tuple(feature.shape)} and reference {tuple(ref.shape)} "
                 "must have the same [N, P, C] shape"
             )
-        feature, ref = feature.float(), ref.detach().float()
-        if normalize != "none":
-            dim = 1 if normalize == "token" else 2
-            feature = F.normalize(feature, dim=dim, eps=eps)
-            ref = F.normalize(ref, dim=dim, eps=eps)
-        per_tap.append((feature - ref).pow(2).mean(dim=(1, 2)))
+        ref = ref.detach()
+        if ref.is_inference():
+            ref = ref.clone()  # inference-mode tensors cannot be saved for the backward
+        dtype = torch.promote_types(torch.promote_types(feature.dtype, ref.dtype), torch.float32)
+        per_tap.append(_TapDistance.apply(feature, ref, dim, eps, dtype))
     return torch.stack(per_tap).mean(dim=0).mean()

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 from open_clip.transformer import VisionTransformer
@@ -84,3 +86,32 @@ def test_other_encoders_need_explicit_taps():
     with FeatureTaps(encoder, ["0"]) as taps:
         encoder(torch.randn(2, 3, 5, 5))
     assert taps.features()[0].shape == (2, 9, 4)
+
+
+@pytest.mark.parametrize("model_name", [TINY_VIT, TINY_RN])
+def test_taps_are_views_of_the_module_outputs_not_copies(model_name):
+    # LDIFS reads every tap of both encoders on every step: the [N, P, C] layout must cost no copy.
+    encoder = create_clip(model_name).visual.eval()
+    names = default_tap_names(encoder)
+    outputs = {}
+    handles = [
+        encoder.get_submodule(name).register_forward_hook(
+            lambda module, args, output, name=name: outputs.__setitem__(name, output)
+        )
+        for name in names
+    ]
+    try:
+        with FeatureTaps(encoder) as taps:
+            encoder(torch.randn(2, 3, 32, 32))
+    finally:
+        for handle in handles:
+            handle.remove()
+    for name, feature in zip(names, taps.features(), strict=True):
+        assert feature.data_ptr() == outputs[name].data_ptr(), name
+
+
+@pytest.mark.parametrize("name", ["", "class_embedding", "transformer.resblocks.9"])
+def test_the_encoder_itself_parameters_and_missing_blocks_are_not_taps(name):
+    encoder = create_clip(TINY_VIT).visual
+    with pytest.raises(ValueError, match=rf"tap '{re.escape(name)}' is not a module"):
+        FeatureTaps(encoder, [name])

@@ -28,6 +28,16 @@ def test_ldifs_term_is_exactly_zero_at_the_first_step():
     assert distance.item() == 0.0
 
 
+def test_ldifs_term_is_exactly_zero_at_the_first_step_on_vit_b_32():
+    """At 224 px MultiheadAttention feeds its in-projection a transposed input, which matmul runs
+    as one mm or as a bmm depending on requires_grad; both encoders must take the same kernels."""
+    torch.manual_seed(0)
+    module = _module(model_name="ViT-B-32").train()
+    _, distance = module._loss_terms(torch.randn(2, 3, 224, 224))
+    assert distance.item() == 0.0
+    assert all(not p.requires_grad for p in module.reference_encoder.parameters())
+
+
 def test_training_makes_ldifs_positive_and_leaves_frozen_copy_untouched(tmp_path):
     module = _module()
     frozen_before = {k: v.clone() for k, v in module.reference_encoder.state_dict().items()}

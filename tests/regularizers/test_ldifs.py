@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ldifs_lightning.regularizers import ldifs_distance
 
@@ -112,3 +113,189 @@ def test_bfloat16_taps_are_computed_in_float32():
         [f.bfloat16().float() for f in features], [r.bfloat16().float() for r in reference]
     )
     assert low.item() == pytest.approx(full.item(), rel=1e-6)
+
+
+# ----------------------------------------------------------------------- gradients
+def _tap_gradient_by_hand(f, r, normalize, eps, weight):
+    """d/df of ``weight * mean over p, c of (nrm(f) - nrm(r))^2`` for one sample's [P][C] lists.
+
+    Each normalised vector a = f / max(|f|, eps) contributes 2 (a - b)^2-terms; its Jacobian is
+    (I - a a^T) / |f| where |f| >= eps and I / eps below it, so the gradient of the vector is
+    2 w / (P C) * (d - a (a . d)) / |f|, or 2 w / (P C) * d / eps, with d = a - b.
+    """
+    positions, channels = len(f), len(f[0])
+    scale = 2 * weight / (positions * channels)
+    if normalize == "none":
+        return [[scale * (f[p][c] - r[p][c]) for c in range(channels)] for p in range(positions)]
+    if normalize == "token":  # vectors are the columns: normalise over positions
+        vectors = [[(p, c) for p in range(positions)] for c in range(channels)]
+    else:  # rows: normalise over channels
+        vectors = [[(p, c) for c in range(channels)] for p in range(positions)]
+    grad = [[0.0] * channels for _ in range(positions)]
+    for index in vectors:
+        fv, rv = [f[p][c] for p, c in index], [r[p][c] for p, c in index]
+        norm_f = math.sqrt(sum(v * v for v in fv))
+        norm_r = max(math.sqrt(sum(v * v for v in rv)), eps)
+        a = [v / max(norm_f, eps) for v in fv]
+        d = [x - v / norm_r for x, v in zip(a, rv, strict=True)]
+        if norm_f >= eps:
+            along = sum(x * y for x, y in zip(a, d, strict=True))
+            g = [scale * (y - x * along) / norm_f for x, y in zip(a, d, strict=True)]
+        else:
+            g = [scale * y / eps for y in d]
+        for (p, c), value in zip(index, g, strict=True):
+            grad[p][c] = value
+    return grad
+
+
+@pytest.mark.parametrize("normalize", ["token", "channel", "none"])
+def test_gradients_match_the_formula_written_by_hand(normalize):
+    torch.manual_seed(3)
+    features = [torch.randn(2, 3, 4, requires_grad=True), torch.randn(2, 5, 2, requires_grad=True)]
+    reference = [torch.randn(2, 3, 4), torch.randn(2, 5, 2)]
+    ldifs_distance(features, reference, normalize).backward()
+    batch, taps = 2, len(features)
+    for f, r in zip(features, reference, strict=True):
+        for n in range(batch):
+            expected = _tap_gradient_by_hand(
+                f[n].tolist(), r[n].tolist(), normalize, 1e-12, 1 / (batch * taps)
+            )
+            torch.testing.assert_close(f.grad[n], torch.tensor(expected), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("normalize", ["token", "channel"])
+def test_vectors_below_eps_follow_the_clamped_branch(normalize):
+    # eps = 1: vectors of norm < 1 are divided by eps (no projection), the others by their norm.
+    features = torch.tensor([[[0.3, 2.0], [0.2, -1.5], [-0.1, 0.5]]], requires_grad=True)
+    reference = torch.tensor([[[1.0, 0.2], [0.1, 0.3], [0.4, -2.0]]])
+    value = ldifs_distance([features], [reference], normalize, eps=1.0)
+    value.backward()
+    expected_value = _by_hand_eps(features.detach(), reference, normalize, eps=1.0)
+    assert value.item() == pytest.approx(expected_value, rel=1e-6)
+    expected = _tap_gradient_by_hand(features[0].tolist(), reference[0].tolist(), normalize, 1.0, 1)
+    torch.testing.assert_close(features.grad[0], torch.tensor(expected), rtol=1e-5, atol=1e-7)
+
+
+def _by_hand_eps(f, r, normalize, eps):
+    """One sample, one tap: mean of (nrm(f) - nrm(r))^2 with division by max(norm, eps)."""
+    a, b = f[0].tolist(), r[0].tolist()
+    positions, channels = len(a), len(a[0])
+
+    def nrm(x):
+        if normalize == "token":
+            norms = [
+                max(math.sqrt(sum(x[p][c] ** 2 for p in range(positions))), eps)
+                for c in range(channels)
+            ]
+            return [[x[p][c] / norms[c] for c in range(channels)] for p in range(positions)]
+        norms = [max(math.sqrt(sum(v * v for v in row)), eps) for row in x]
+        return [[x[p][c] / norms[p] for c in range(channels)] for p in range(positions)]
+
+    na, nb = nrm(a), nrm(b)
+    squared = sum((na[p][c] - nb[p][c]) ** 2 for p in range(positions) for c in range(channels))
+    return squared / (positions * channels)
+
+
+@pytest.mark.parametrize("normalize", ["token", "channel", "none"])
+def test_gradcheck_in_float64(normalize):
+    torch.manual_seed(4)
+    features = (
+        torch.randn(2, 3, 4, dtype=torch.float64, requires_grad=True),
+        torch.randn(2, 2, 5, dtype=torch.float64, requires_grad=True),
+    )
+    reference = [
+        torch.randn(2, 3, 4, dtype=torch.float64),
+        torch.randn(2, 2, 5, dtype=torch.float64),
+    ]
+    # Non-contiguous taps too: CNN maps [N, C, H, W] arrive as [N, H*W, C] views.
+    maps = torch.randn(2, 4, 2, 3, dtype=torch.float64, requires_grad=True)
+    map_reference = torch.randn(2, 6, 4, dtype=torch.float64)
+
+    assert torch.autograd.gradcheck(
+        lambda a, b: ldifs_distance([a, b], reference, normalize), features
+    )
+    assert torch.autograd.gradcheck(
+        lambda m: ldifs_distance([m.flatten(2).transpose(1, 2)], [map_reference], normalize),
+        (maps,),
+    )
+
+
+def _plain_autograd(features, reference, normalize):
+    """The distance as autograd through F.normalize: an independent implementation."""
+    per_tap = []
+    for f, r in zip(features, reference, strict=True):
+        f, r = f.float(), r.float()
+        if normalize != "none":
+            dim = 1 if normalize == "token" else 2
+            f, r = F.normalize(f, dim=dim), F.normalize(r, dim=dim)
+        per_tap.append((f - r).pow(2).mean(dim=(1, 2)))
+    return torch.stack(per_tap).mean(dim=0).mean()
+
+
+@pytest.mark.parametrize("normalize", ["token", "channel", "none"])
+@pytest.mark.parametrize("layout", ["tokens", "map"])
+def test_equals_autograd_through_f_normalize(normalize, layout):
+    torch.manual_seed(5)
+    if layout == "tokens":
+        raw = [torch.randn(4, 17, 64), torch.randn(4, 17, 64)]
+        view = lambda x: x  # noqa: E731
+    else:
+        raw = [torch.randn(4, 32, 7, 7), torch.randn(4, 16, 14, 14)]
+        view = lambda x: x.flatten(2).transpose(1, 2)  # noqa: E731
+    reference = [view(x + 0.1 * torch.randn_like(x)) for x in raw]
+    ours = [x.clone().requires_grad_(True) for x in raw]
+    theirs = [x.clone().requires_grad_(True) for x in raw]
+    value = ldifs_distance([view(x) for x in ours], reference, normalize)
+    expected = _plain_autograd([view(x) for x in theirs], reference, normalize)
+    value.backward()
+    expected.backward()
+    assert value.item() == pytest.approx(expected.item(), rel=1e-6)
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-9)
+
+
+def test_bfloat16_gradients_come_back_in_bfloat16():
+    features = [torch.randn(2, 3, 4).bfloat16().requires_grad_(True)]
+    reference = [torch.randn(2, 3, 4).bfloat16()]
+    ldifs_distance(features, reference).backward()
+    assert features[0].grad.dtype == torch.bfloat16
+    full = [features[0].detach().float().requires_grad_(True)]
+    ldifs_distance(full, [reference[0].float()]).backward()
+    torch.testing.assert_close(features[0].grad.float(), full[0].grad, rtol=1e-2, atol=1e-3)
+
+
+def test_backward_keeps_only_the_taps_and_their_norms():
+    # Autograd through F.normalize saves the normalised difference (a new tap-sized tensor);
+    # the written-out backward saves only the input taps (already alive) and [N, 1, C] norms.
+    features = [torch.randn(4, 17, 64, requires_grad=True)]
+    reference = [torch.randn(4, 17, 64)]
+    inputs = {features[0].data_ptr(), reference[0].data_ptr()}
+    new_elements = []
+
+    def pack(tensor):
+        if tensor.data_ptr() not in inputs:
+            new_elements.append(tensor.numel())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        ldifs_distance(features, reference, "token")
+    assert sum(new_elements) <= 2 * 4 * 64 + 4  # two norms (+ a [N] per-sample stack)
+
+
+def test_inference_mode_reference_taps_are_accepted():
+    features = [torch.randn(2, 3, 4, requires_grad=True)]
+    with torch.inference_mode():
+        reference = [torch.randn(2, 3, 4)]
+    value = ldifs_distance(features, reference)
+    value.backward()
+    expected = _plain_autograd([features[0].detach()], [reference[0].clone()], "token")
+    assert value.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_second_derivatives_raise_instead_of_being_wrong():
+    features = [torch.randn(2, 3, 4, requires_grad=True)]
+    value = ldifs_distance(features, [torch.randn(2, 3, 4)])
+    weight = torch.ones((), requires_grad=True)  # a grad_output in the graph: double backward
+    (grad,) = torch.autograd.grad(value, features, grad_outputs=weight, create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiate twice"):
+        grad.sum().backward()
