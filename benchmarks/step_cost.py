@@ -240,6 +240,10 @@ def measure_method(
         set_reference_dtype(precision)
     reference = getattr(module, "reference_encoder", None)
     copy_dtype = None if reference is None else str(next(reference.parameters()).dtype)
+    # What the frozen copy itself occupies: the memory target allows exactly this beyond FT.
+    copy_bytes = 0
+    if reference is not None:
+        copy_bytes = sum(t.nbytes for t in [*reference.parameters(), *reference.buffers()])
     optimizer = torch.optim.AdamW(
         module.trainable_parameters(),
         lr=module.hparams.lr,
@@ -258,6 +262,7 @@ def measure_method(
             "steps": len(times),
             "peak_bytes": peak,
             "frozen_copy_dtype": copy_dtype,
+            "frozen_copy_bytes": copy_bytes,
         }
         del batch, step
     del module, optimizer
@@ -308,6 +313,7 @@ def step_cost(
                 "peak_bytes": peak,
                 "memory_ratio": peak / per_round[0]["FT"][batch_size]["peak_bytes"],
                 "frozen_copy_dtype": per_round[0][method][batch_size]["frozen_copy_dtype"],
+                "frozen_copy_bytes": per_round[0][method][batch_size]["frozen_copy_bytes"],
             }
         entries.append({"model": model_name, "batch_size": batch_size, "methods": rows})
     return entries

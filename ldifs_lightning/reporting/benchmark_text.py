@@ -160,9 +160,47 @@ def step_cost_benchmark(report: Report) -> str:
             "LS does FT's work (only the label smoothing of the loss differs), so the spread of "
             f"its time ratios, {min(noise):.2f} to {max(noise):.2f} here, shows the timing noise."
         )
+    targets = ldifs_targets_table(report["step"])
+    if targets:
+        parts += ["LDIFS against its targets:", targets]
     if report.get("forgetting"):
         parts.append(forgetting_cost_text(report["forgetting"]))
     return "\n\n".join(parts)
+
+
+#: LDIFS/FT step-time ceilings per model (the project's targets; not measured values).
+LDIFS_TIME_TARGETS = {"ViT-B-32": 1.35, "ldifs-tiny-vit": 1.45}
+#: LDIFS/FT peak memory may exceed 1 + (frozen copy bytes / FT peak) by at most this.
+LDIFS_MEMORY_SLACK = 0.03
+
+
+def ldifs_targets_table(entries: list[Report]) -> str:
+    """LDIFS's time and memory ratios next to their targets, one row per model and batch size."""
+    rows = []
+    for entry in entries:
+        methods = entry["methods"]
+        ceiling = LDIFS_TIME_TARGETS.get(entry["model"])
+        if "LDIFS" not in methods or ceiling is None:
+            continue
+        ldifs, ft = methods["LDIFS"], methods["FT"]
+        time_ratio = ldifs["time_ratio_median"]
+        row = [
+            f"`{entry['model']}`, batch {entry['batch_size']}",
+            f"{time_ratio:.2f} (<= {ceiling:.2f}): {'met' if time_ratio <= ceiling else 'not met'}",
+        ]
+        copy_bytes, ft_peak = ldifs.get("frozen_copy_bytes"), ft.get("peak_bytes")
+        if copy_bytes is None or not ft_peak:
+            row.append("not recorded")
+        else:
+            limit = 1.0 + copy_bytes / ft_peak + LDIFS_MEMORY_SLACK
+            met = "met" if ldifs["memory_ratio"] <= limit else "not met"
+            row.append(f"{ldifs['memory_ratio']:.2f} (<= {limit:.2f}): {met}")
+        rows.append(row)
+    if not rows:
+        return ""
+    memory = f"LDIFS/FT peak memory (target: 1 + copy / FT peak + {LDIFS_MEMORY_SLACK:.2f})"
+    header = ["model", "LDIFS/FT time (target)", memory]
+    return markdown_table(header, rows)
 
 
 def reference_copy_benchmark(report: Report) -> str:

@@ -160,6 +160,7 @@ def test_ratios_are_per_round_against_ft_then_the_median(monkeypatch):
                 "steps": 1,
                 "peak_bytes": peak,
                 "frozen_copy_dtype": None,
+                "frozen_copy_bytes": 40 if method == "LDIFS" else 0,
             }
             for size in batch_sizes
         }
@@ -172,6 +173,7 @@ def test_ratios_are_per_round_against_ft_then_the_median(monkeypatch):
     assert ldifs["time_ratio_median"] == pytest.approx(1.2)
     assert ldifs["step_s_median"] == 2.2 and ldifs["images_per_s"] == 8 / 2.2
     assert ldifs["memory_ratio"] == 1.3 and ldifs["peak_bytes"] == 130
+    assert ldifs["frozen_copy_bytes"] == 40
 
 
 REPORT = {
@@ -254,3 +256,30 @@ def test_step_cost_text_exact():
         "the suite and measures the pre-trained model, costs 1.90x with an empty feature cache "
         "and 0.96x with a warm one (medians over 3 epochs)."
     )
+
+
+def test_ldifs_targets_are_judged_against_the_frozen_copy_allowance():
+    def entry(model, time_ratio, memory_ratio, copy_bytes):
+        ldifs = {"time_ratio_median": time_ratio, "memory_ratio": memory_ratio}
+        if copy_bytes is not None:
+            ldifs["frozen_copy_bytes"] = copy_bytes
+        return {
+            "model": model,
+            "batch_size": 8,
+            "methods": {"FT": {"peak_bytes": 1000}, "LDIFS": ldifs},
+        }
+
+    table = benchmark_text.ldifs_targets_table(
+        [
+            entry("ViT-B-32", 1.36, 1.30, 280),  # memory limit 1 + 0.28 + 0.03 = 1.31
+            entry("ldifs-tiny-vit", 1.45, 1.20, 100),  # limit 1.13
+            entry("ldifs-tiny-vit", 1.40, 1.10, None),
+            entry("not-a-target-model", 9.0, 9.0, 0),
+        ]
+    )
+    rows = table.splitlines()[2:]
+    assert rows == [
+        "| `ViT-B-32`, batch 8 | 1.36 (<= 1.35): not met | 1.30 (<= 1.31): met |",
+        "| `ldifs-tiny-vit`, batch 8 | 1.45 (<= 1.45): met | 1.20 (<= 1.13): not met |",
+        "| `ldifs-tiny-vit`, batch 8 | 1.40 (<= 1.45): met | not recorded |",
+    ]
