@@ -87,6 +87,10 @@ def _same_matmul_kernels(module: nn.Module) -> Iterator[None]:
     Under ``no_grad`` the flag records nothing.
     """
     frozen = [p for p in module.parameters() if not p.requires_grad]
+    # Autocast caches low-precision casts of float32 leaves that require grad until the outer
+    # autocast exits; for the frozen copy that would hold a second copy of its weights.
+    cache_enabled = torch.is_autocast_cache_enabled()
+    torch.set_autocast_cache_enabled(False)
     for parameter in frozen:
         parameter.requires_grad_(True)
     try:
@@ -94,6 +98,7 @@ def _same_matmul_kernels(module: nn.Module) -> Iterator[None]:
     finally:
         for parameter in frozen:
             parameter.requires_grad_(False)
+        torch.set_autocast_cache_enabled(cache_enabled)
 
 
 def _check_literal(name: str, value: str, choices: Any) -> None:
@@ -268,11 +273,9 @@ class LDIFSModule(LightningModule):
             self.reference_encoder = copy.deepcopy(self.image_encoder)
             self.reference_encoder.requires_grad_(False)
             self.reference_encoder.eval()
-            if (
-                not from_checkpoint
-                and checkpoint_reference == "auto"
-                and reference.is_rebuildable(model_name, pretrained)
-            ):
+            # Hashed whenever rebuildable (also with checkpoint_reference="always"): the hash is
+            # what lets pretrained_encoder() recover exact weights after a low-precision fit.
+            if not from_checkpoint and reference.is_rebuildable(model_name, pretrained):
                 self._reference_sha256 = reference.weights_sha256(self.reference_encoder)
 
         if activation_checkpointing:  # after the copy: its no-grad forward stores nothing anyway
@@ -356,7 +359,44 @@ class LDIFSModule(LightningModule):
             else:  # load_from_checkpoint: the copy was built without weights
                 weights = self._rebuilt_reference_weights(entry["sha256"])
             reference.insert_reference(checkpoint["state_dict"], weights)
+        elif entry["sha256"] is not None and not sharding.is_sharded(self.reference_encoder):
+            entry = self._exact_stored_reference(checkpoint["state_dict"], entry)
         self._reference_sha256 = entry["sha256"]
+
+    def _exact_stored_reference(
+        self, state_dict: dict[str, torch.Tensor], entry: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Make a stored copy that was rounded (saved after a low-precision fit) exact again.
+
+        The stored entries are replaced by the exact pre-trained weights (the in-memory copy
+        when it still holds them, else rebuilt and hash-checked). If they cannot be rebuilt
+        (e.g. offline), the rounded copy is kept, with a warning, and no longer claims the hash.
+        """
+        prefix = reference.STATE_PREFIX
+        stored = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        if any(type(v) is not torch.Tensor for v in stored.values()):
+            return entry  # sharded entries (DTensor): hashed nowhere, kept as they are
+        if reference.weights_sha256(stored) == entry["sha256"]:
+            return entry
+        in_memory_exact = (
+            self._reference_sha256 == entry["sha256"]
+            and reference.low_precision_dtype(self.reference_encoder) is None
+        )
+        try:
+            weights = (
+                self.reference_encoder.state_dict()
+                if in_memory_exact
+                else self._rebuilt_reference_weights(entry["sha256"])
+            )
+        except (ValueError, OSError, RuntimeError) as error:
+            warnings.warn(
+                "the checkpoint's frozen copy was stored in low precision and the exact "
+                f"pre-trained weights could not be rebuilt ({error}); using the rounded copy",
+                stacklevel=2,
+            )
+            return {**entry, "sha256": None}
+        reference.insert_reference(state_dict, weights)
+        return entry
 
     def _rebuilt_reference_weights(self, expected: str) -> Mapping[str, torch.Tensor]:
         """The pre-trained encoder's weights built again, checked against ``expected``."""
@@ -389,6 +429,9 @@ class LDIFSModule(LightningModule):
                 "set one of them > 0 to regularise towards a reference"
             )
         state = weights.state_dict() if isinstance(weights, nn.Module) else weights
+        # Back to float32 first, so the new weights are kept exactly (a later low-precision
+        # fit casts again in setup).
+        reference.restore_float32(self.reference_encoder, None)
         self.reference_encoder.load_state_dict(state)
         self._reference_sha256 = None
 

@@ -216,9 +216,12 @@ def test_l2sp_copy_stays_float32_and_its_penalty_survives_the_round_trip(tmp_pat
 )
 def test_copy_stays_in_the_checkpoint(tmp_path, weights_file, pretrained_is_file, overrides):
     module = _module(str(weights_file) if pretrained_is_file else None, **overrides)
+    pretrained = copy.deepcopy(module.reference_encoder.state_dict())
     path = _fit_and_save(module, tmp_path)
     checkpoint = torch.load(path, weights_only=True)
-    assert checkpoint[CHECKPOINT_KEY] == {"sha256": None, "stored": True}
+    # Rebuildable weights are hashed even when stored: the hash proves the stored copy exact.
+    sha = _expected_sha256(pretrained) if pretrained_is_file else None
+    assert checkpoint[CHECKPOINT_KEY] == {"sha256": sha, "stored": True}
     stored = {
         k.removeprefix(STATE_PREFIX): v
         for k, v in checkpoint["state_dict"].items()
@@ -268,3 +271,48 @@ def test_checkpoint_from_before_the_option_loads_its_stored_copy(tmp_path, weigh
 def test_bad_switch_values_fail_in_one_line(overrides, message):
     with pytest.raises(ValueError, match=message):
         _module(None, **overrides)
+
+
+def test_always_after_bf16_fit_keeps_exact_weights_in_memory_and_on_load(tmp_path, weights_file):
+    module = _module(str(weights_file), checkpoint_reference="always")
+    pretrained = copy.deepcopy(module.reference_encoder.state_dict())
+    path = _fit_and_save(module, tmp_path, precision="bf16-mixed")
+    assert module.reference_encoder.transformer.resblocks[0].mlp.c_fc.weight.dtype == torch.bfloat16
+    _assert_same(module.pretrained_encoder().state_dict(), pretrained)  # rebuilt, not upcast
+
+    loaded = LDIFSModule.load_from_checkpoint(path)  # the stored copy is rounded: rebuilt
+    _assert_same(loaded.reference_encoder.state_dict(), pretrained)
+
+    weights_file.unlink()  # offline: cannot rebuild, so the rounded copy is used, with a warning
+    with pytest.warns(UserWarning, match="could not be rebuilt"):
+        offline = LDIFSModule.load_from_checkpoint(path)
+    rounded = offline.reference_encoder.transformer.resblocks[0].mlp.c_fc.weight
+    exact = pretrained["transformer.resblocks.0.mlp.c_fc.weight"]
+    assert not torch.equal(rounded, exact)
+    assert torch.equal(rounded, exact.to(torch.bfloat16).float())
+    assert offline._reference_sha256 is None  # no longer claims to be the exact weights
+
+
+def test_use_as_reference_after_a_bf16_fit_keeps_the_new_weights_exactly(tmp_path, weights_file):
+    module = _module(str(weights_file))
+    quiet_trainer(tmp_path, max_steps=1, precision="bf16-mixed").fit(module, _loader())
+    stage = copy.deepcopy(module.image_encoder)
+    module.use_as_reference(stage)
+    _assert_same(module.reference_encoder.state_dict(), stage.state_dict())
+    _assert_same(module.pretrained_encoder().state_dict(), stage.state_dict())
+
+
+def test_frozen_forward_does_not_fill_the_autocast_cache():
+    """Flagging frozen float32 weights as requiring grad must not make autocast keep bf16 casts
+    of them until the step's autocast exits (a second copy of the frozen weights)."""
+    from ldifs_lightning.modules.ldifs_module import _same_matmul_kernels
+
+    module = _module(None, reference_dtype="float32")
+    images = torch.randn(2, 3, 32, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.is_autocast_cache_enabled()
+        with _same_matmul_kernels(module.reference_encoder):
+            assert not torch.is_autocast_cache_enabled()
+            module.reference_encoder(images)
+        assert torch.is_autocast_cache_enabled()
+    assert all(not p.requires_grad for p in module.reference_encoder.parameters())
