@@ -235,9 +235,7 @@ def measure_method(
     module = build_module(method, model_name).to(device)
     # What setup("fit") does for the Trainer's precision: with ``reference_dtype: auto`` the LDIFS
     # copy is stored in bf16 under bf16-mixed (a no-op at 32-true, and for modules without it).
-    set_reference_dtype = getattr(module, "_set_reference_dtype", None)
-    if set_reference_dtype is not None:
-        set_reference_dtype(precision)
+    module.set_reference_dtype(precision)
     reference = getattr(module, "reference_encoder", None)
     copy_dtype = None if reference is None else str(next(reference.parameters()).dtype)
     # What the frozen copy itself occupies: the memory target allows exactly this beyond FT.

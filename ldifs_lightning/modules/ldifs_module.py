@@ -464,8 +464,18 @@ class LDIFSModule(LightningModule):
         reference.restore_float32(encoder, exact)
         return encoder
 
-    def _set_reference_dtype(self, precision: str) -> None:
-        """Store the LDIFS copy in the autocast dtype of ``precision`` (``reference_dtype``)."""
+    def set_reference_dtype(self, precision: str) -> None:
+        """Store the LDIFS copy in the autocast dtype of ``precision`` (``reference_dtype``).
+
+        ``setup("fit")`` calls it with the Trainer's precision; call it yourself when stepping
+        the module without a Trainer (as ``benchmarks/step_cost.py`` does).
+
+        Example:
+            >>> module = LDIFSModule(["a", "b"], model_name="ldifs-tiny-vit", pretrained=None)
+            >>> module.set_reference_dtype("bf16-mixed")
+            >>> module.reference_encoder.conv1.weight.dtype
+            torch.bfloat16
+        """
         if self.reference_encoder is None:
             return
         target = None
@@ -634,7 +644,7 @@ class LDIFSModule(LightningModule):
     def setup(self, stage: str) -> None:
         self.check_strategy(self.trainer.strategy, self.trainer.callbacks)
         if stage == "fit":
-            self._set_reference_dtype(str(self.trainer.precision))
+            self.set_reference_dtype(str(self.trainer.precision))
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
         if datamodule is not None:
             self.check_data(datamodule)
