@@ -9,7 +9,7 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
 .PHONY: demo test lint tables results bench
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet $(TORCH_PINS)
 	$(BIN)/pip install --quiet -e '.[dev]'
@@ -17,15 +17,16 @@ $(STAMP): pyproject.toml
 
 # FT vs LDIFS (and FT at a lower learning rate) on the shipped tiny CLIP; results in runs/demo/.
 demo: $(STAMP)
-	$(BIN)/python -m ldifs_lightning.demo --out runs/demo
+	$(BIN)/ldifs demo --out runs/demo
 
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
 
 # Re-render the measured tables of README.md, docs/demo.md and the model card from the committed
 # JSON (docs/results/, pretrained/card.json, benchmarks/results/); `--check` lists stale ones.
@@ -35,8 +36,8 @@ tables: $(STAMP)
 # Re-measure what those tables quote (demo, lambda sweep, model card) and re-render them. The
 # benchmarks are timings: re-run them by hand on an idle machine (benchmarks/README.md).
 results: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/python -m ldifs_lightning.demo --out runs/demo
-	OMP_NUM_THREADS=1 $(BIN)/python -m ldifs_lightning.demo --sweep --out runs/sweep
+	OMP_NUM_THREADS=1 $(BIN)/ldifs demo --out runs/demo
+	OMP_NUM_THREADS=1 $(BIN)/ldifs demo --sweep --out runs/sweep
 	mkdir -p docs/results
 	cp runs/demo/summary.json docs/results/demo.json
 	cp runs/sweep/summary.json docs/results/lambda_sweep.json

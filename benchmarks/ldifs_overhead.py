@@ -1,11 +1,11 @@
 """Measure what LDIFS adds to a fine-tuning step: step time and peak memory, as ratios to FT.
 
-One process builds two ``LDIFSModule``s from the same random weights, FT (``ldifs_weight=0``) and
-LDIFS (``ldifs_weight=10``), and times one training step of each (``training_step`` + backward +
-AdamW step) in interleaved rounds (the order alternates every round), keeping the median of each
-side. It also times LDIFS's parts on their own, interleaved the same way: the frozen copy's forward
-with its taps, the trainable forward with and without the tap hooks, and ``ldifs_distance``
-forward + backward on recorded taps.
+One process builds two ``FineTuneModule``s from the same random weights, FT (no regulariser) and
+LDIFS (an ``LDIFS`` regulariser, weight 10), and times one training step of each
+(``training_step`` + backward + AdamW step) in interleaved rounds (the order alternates every
+round), keeping the median of each side. It also times LDIFS's parts on their own, interleaved
+the same way: the frozen copy's forward with its taps, the trainable forward with and without the
+tap hooks, and ``ldifs_distance`` forward + backward on recorded taps.
 
 Peak memory is measured at the CPU allocator: inside ``torch.profiler.profile(profile_memory=True)``
 every allocation and free of the CPU allocator is recorded with its size and time. The peak of one
@@ -31,17 +31,18 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 import torch.nn.functional as F
 from torch.autograd.profiler import record_function
 from torch.profiler import ProfilerActivity, profile
 
-from ldifs_lightning import LDIFSModule
 from ldifs_lightning.models import FeatureTaps
-from ldifs_lightning.modules import ldifs_module
-from ldifs_lightning.modules.ldifs_module import _attention_fast_path_disabled
-from ldifs_lightning.regularizers import ldifs_distance
+from ldifs_lightning.modules import FineTuneModule
+from ldifs_lightning.regularizers import LDIFS, ldifs_distance
+from ldifs_lightning.regularizers import ldifs as ldifs_regularizer
+from ldifs_lightning.regularizers.ldifs import attention_fast_path_disabled
 
 # name: (model_name, batch size, image side, step-time target)
 CASES: dict[str, tuple[str, int, int, float]] = {
@@ -68,14 +69,15 @@ def autograd_distance(
     return torch.stack(per_tap).mean(dim=0).mean()
 
 
-def _module(model_name: str, ldifs_weight: float, normalize: str) -> LDIFSModule:
+def _module(model_name: str, ldifs_weight: float, normalize: str) -> FineTuneModule:
+    """FT (``ldifs_weight=0``: no regulariser) or FT + LDIFS, from the same random weights."""
     torch.manual_seed(0)
-    module = LDIFSModule(
+    terms = [LDIFS(ldifs_weight, normalize)] if ldifs_weight > 0 else []
+    module = FineTuneModule(
         CLASSNAMES,
         model_name=model_name,
         pretrained=None,
-        ldifs_weight=ldifs_weight,
-        normalize=normalize,
+        regularizers=terms,
         head_init="random",
     )
     return module.train()
@@ -86,7 +88,7 @@ class _Side:
 
     def __init__(
         self,
-        module: LDIFSModule,
+        module: FineTuneModule,
         images: torch.Tensor,
         labels: torch.Tensor,
         distance: Callable[..., torch.Tensor] = ldifs_distance,
@@ -97,8 +99,9 @@ class _Side:
         self.optimizer = torch.optim.AdamW(module.trainable_parameters(), lr=1e-5, weight_decay=0.1)
 
     def step(self) -> None:
-        # The module calls ldifs_distance through its module global: swap it for this side.
-        ldifs_module.ldifs_distance = self.distance
+        # The LDIFS regulariser calls ldifs_distance through its module global: swap it for this
+        # side.
+        ldifs_regularizer.ldifs_distance = self.distance
         try:
             self.optimizer.zero_grad(set_to_none=True)
             with record_function("forward"):
@@ -108,7 +111,7 @@ class _Side:
             with record_function("optimizer"):
                 self.optimizer.step()
         finally:
-            ldifs_module.ldifs_distance = ldifs_distance
+            ldifs_regularizer.ldifs_distance = ldifs_distance
 
     def live_bytes(self) -> int:
         """Bytes of every distinct storage the module and optimizer hold between steps."""
@@ -153,20 +156,21 @@ def _interleaved(functions: dict[str, Callable[[], None]], rounds: int, steps: i
     return seconds
 
 
-def _part_functions(ldifs: _Side) -> dict[str, Callable[[], None]]:
+def _part_functions(side: _Side) -> dict[str, Callable[[], None]]:
     """LDIFS's parts, each run as the module runs it, on the same batch."""
-    module, (images, _) = ldifs.module, ldifs.batch
+    module, (images, _) = side.module, side.batch
     with FeatureTaps(module.image_encoder, module.tap_names) as taps:
         module.image_encoder(images)
     recorded = [f.detach().clone().requires_grad_(True) for f in taps.features()]
     torch.manual_seed(1)
     reference = [f.detach() + 0.01 * torch.randn_like(f) for f in recorded]
-    normalize = module.hparams.normalize
+    (term,) = module.regularizers
+    normalize = term.normalize
 
     def frozen_forward() -> None:
         with (
             torch.no_grad(),
-            _attention_fast_path_disabled(),
+            attention_fast_path_disabled(),
             FeatureTaps(module.reference_encoder, module.tap_names) as frozen,
         ):
             module.reference_encoder(images)
@@ -317,8 +321,15 @@ def _print_case(name: str, r: dict) -> None:
             )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (no usage block), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=list(CASES), metavar="CASE")
     parser.add_argument("--rounds", type=int, default=9, help="interleaved rounds (median kept)")
     parser.add_argument(

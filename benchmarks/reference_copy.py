@@ -20,23 +20,28 @@ to a file so that they are rebuildable) the script
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import json
 import platform
 import tempfile
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import open_clip
 import torch
 from lightning.pytorch import Trainer
 from torch.utils.data import DataLoader, TensorDataset
 
-from ldifs_lightning import LDIFSModule
 from ldifs_lightning.models import FeatureTaps, create_clip
-from ldifs_lightning.modules.reference import cast_for_autocast, weights_sha256
-from ldifs_lightning.regularizers import ldifs_distance
+from ldifs_lightning.modules import CLIPFineTuner, FineTuneModule, LDIFSModule
+from ldifs_lightning.regularizers import FrozenCopy, ldifs_distance
+from ldifs_lightning.regularizers.frozen_copy import (
+    CheckpointReference,
+    cast_for_autocast,
+    weights_sha256,
+)
+from ldifs_lightning.regularizers.ldifs import attention_fast_path_disabled
 
 CLASSNAMES = ["cat", "dog", "bird"]
 
@@ -45,7 +50,14 @@ def _parameter_bytes(encoder: torch.nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in encoder.parameters())
 
 
-def _checkpoint_bytes(module: LDIFSModule, scratch: Path, batch: int) -> dict[str, int]:
+def _store_frozen_copies(module: CLIPFineTuner, setting: CheckpointReference) -> None:
+    """Make the module's next checkpoints hold (``always``) or leave out (``auto``) its copies."""
+    for frozen in module.modules():
+        if isinstance(frozen, FrozenCopy):
+            frozen.checkpoint = setting
+
+
+def _checkpoint_bytes(module: CLIPFineTuner, scratch: Path, batch: int) -> dict[str, int]:
     """Fit one step, then save the same state with and without the frozen copy."""
     size = module.image_size
     images = torch.randn(batch, 3, size, size)
@@ -62,22 +74,12 @@ def _checkpoint_bytes(module: LDIFSModule, scratch: Path, batch: int) -> dict[st
     trainer.fit(module, loader)
     sizes = {}
     for setting, label in [("always", "before"), ("auto", "after")]:
-        module.hparams.checkpoint_reference = setting
+        _store_frozen_copies(module, setting)
         path = scratch / f"{label}.ckpt"
         trainer.save_checkpoint(path)
         sizes[label] = path.stat().st_size
         path.unlink()
     return sizes
-
-
-@contextlib.contextmanager
-def _fast_path_disabled():
-    previous = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)  # as LDIFSModule runs its frozen copy
-    try:
-        yield
-    finally:
-        torch.backends.mha.set_fastpath_enabled(previous)
 
 
 def _ldifs_values(encoder: torch.nn.Module, images: torch.Tensor) -> dict[str, float]:
@@ -100,7 +102,8 @@ def _ldifs_values(encoder: torch.nn.Module, images: torch.Tensor) -> dict[str, f
         return recorded.features()
 
     values = {}
-    with torch.no_grad(), _fast_path_disabled():
+    # Without the attention fast path, as the LDIFS regulariser runs its frozen copy.
+    with torch.no_grad(), attention_fast_path_disabled():
         values["float32_no_autocast"] = ldifs_distance(taps(trainable), taps(reference)).item()
         with torch.autocast("cpu", dtype=torch.bfloat16):
             features = taps(trainable)
@@ -151,9 +154,7 @@ def _measure(
     print(f"{label}: checkpoints", flush=True)
     sizes = {"ldifs": _checkpoint_bytes(ldifs, scratch, batch)}
     del ldifs
-    ft = LDIFSModule(
-        CLASSNAMES, model_name=model_name, pretrained=pretrained, lr=1e-5, ldifs_weight=0.0
-    )
+    ft = FineTuneModule(CLASSNAMES, model_name=model_name, pretrained=pretrained, lr=1e-5)
     sizes["ft"] = _checkpoint_bytes(ft, scratch, batch)
     sizes["ldifs_after_over_before"] = sizes["ldifs"]["after"] / sizes["ldifs"]["before"]
     sizes["ldifs_after_over_ft"] = sizes["ldifs"]["after"] / sizes["ft"]["after"]
@@ -162,8 +163,15 @@ def _measure(
     return result
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (no usage block), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the tiny ViT only")
     parser.add_argument("--batch", type=int, default=8, help="images per batch (default 8)")
     parser.add_argument("--out", default="benchmarks/results/reference_copy.json")

@@ -2,11 +2,12 @@
 
 One step is what the Trainer runs per batch: ``training_step`` (the loss) + ``backward`` + AdamW
 ``step`` + ``zero_grad``, on synthetic images of the model's input size (no gradient clipping, no
-LR scheduler). Each method is built through ``LDIFSModule`` with the options of its
-``configs/methods/<method>.yaml`` (``model_name``/``pretrained`` replaced: random init). Methods
-run round-robin: every round rebuilds each method's module in turn (one module in memory at a
-time), warms it up, measures its peak memory and times its steps; ratios are taken against FT in
-the same round and the report gives their medians over the rounds.
+LR scheduler). Each method is the module its ``configs/methods/<method>.yaml`` names
+(``model.class_path``: ``FineTuneModule``, ``LDIFSModule`` or ``FLYPModule``) built with that
+config's ``init_args``, regularisers included (``model_name``/``pretrained`` replaced: random
+init). Methods run round-robin: every round rebuilds each method's module in turn (one module in
+memory at a time), warms it up, measures its peak memory and times its steps; ratios are taken
+against FT in the same round and the report gives their medians over the rounds.
 
 A second part measures the ``ConceptForgettingCallback`` of ``configs/demo/ldifs.yaml`` against
 one training epoch of that config: its first evaluation with an empty and with a warm feature
@@ -23,6 +24,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import importlib
+import inspect
 import json
 import math
 import os
@@ -46,8 +49,9 @@ REPO = Path(__file__).resolve().parents[1]
 METHOD_CONFIGS = REPO / "configs" / "methods"
 DEMO_CONFIG = REPO / "configs" / "demo" / "ldifs.yaml"
 
-#: Method name -> its config in configs/methods/ (LP there is ``trainable: head`` with a zero-shot
-#: head; its ``linear_probe`` initialisation is a one-off pass before training, not a step cost).
+#: Method name -> its config in configs/methods/ (LP there is ``freeze_encoder: true`` with a
+#: zero-shot head; its ``linear_probe`` initialisation is a one-off pass before training, not a step
+#: cost).
 METHODS: dict[str, str] = {
     "FT": "ft.yaml",
     "LS": "ls.yaml",
@@ -70,28 +74,110 @@ Precision = Literal["32-true", "bf16-mixed"]
 
 
 # --------------------------------------------------------------------------- building modules
-def method_options(method: str) -> dict[str, Any]:
-    """The ``LDIFSModule`` options of ``configs/methods/<method>.yaml`` without the weights.
+def method_spec(method: str) -> dict[str, Any]:
+    """``{"class_path", "init_args"}`` of ``configs/methods/<method>.yaml``'s model, no weights.
+
+    The config's ``model`` section with the configs it includes (``config: ../base/...``) merged
+    in as the command line merges them (see :func:`model_section`); ``init_args`` without
+    ``model_name`` and ``pretrained`` (the benchmark uses random weights) and ``templates`` (it
+    uses its own three, as the command line links the data's). Regularisers stay
+    ``{"class_path", "init_args"}`` dicts, which the modules build themselves. Raises a one-line
+    ``ValueError`` when the config names no fine-tuning module or gives it an argument its
+    ``__init__`` does not take.
 
     Example:
-        >>> method_options("LDIFS")["ldifs_weight"]
-        10.0
+        >>> spec = method_spec("L2SP")
+        >>> spec["init_args"]["regularizers"][0]["init_args"]["weight"]
+        0.5
     """
-    config = yaml.safe_load((METHOD_CONFIGS / METHODS[method]).read_text())
-    options = dict(config["model"]["init_args"])
-    for key in ("model_name", "pretrained"):
+    path = METHOD_CONFIGS / METHODS[method]
+    model = model_section(path)
+    if "class_path" not in model:
+        raise ValueError(
+            f"{path}: no model.class_path in it or the configs it includes; name the "
+            "fine-tuning module there"
+        )
+    cls = _fine_tuner_class(model["class_path"], path)
+    options = dict(model["init_args"])
+    for key in ("model_name", "pretrained", "templates"):
         options.pop(key, None)
-    return options
+    accepted = _arguments(cls)
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ValueError(
+            f"{path}: {cls.__name__} takes no argument {unknown}; allowed: {sorted(accepted)}"
+        )
+    return {"class_path": model["class_path"], "init_args": options}
+
+
+def model_section(path: Path) -> dict[str, Any]:
+    """A config's ``model`` (``class_path``, ``init_args``) with its ``config:`` includes merged.
+
+    As jsonargparse merges them for ``ldifs fit --config``: keys in file order, an included
+    config (a path relative to the including file) at the place of its ``config:`` key, later
+    values win, and a changed ``class_path`` keeps the earlier ``init_args`` the new class takes.
+    """
+    data = yaml.safe_load(path.read_text()) or {}
+    model: dict[str, Any] = {"init_args": {}}
+    for key, value in data.items():
+        if key == "config":
+            for include in value if isinstance(value, list) else [value]:
+                model = _merge_model(model, model_section(path.parent / include), path)
+        elif key == "model":
+            model = _merge_model(model, value, path)
+    return model
+
+
+def _merge_model(base: dict[str, Any], update: Any, path: Path) -> dict[str, Any]:
+    if not isinstance(update, dict):
+        raise ValueError(f"{path}: model must be a mapping with class_path and init_args")
+    init_args = dict(base.get("init_args") or {})
+    class_path = update.get("class_path", base.get("class_path"))
+    if "class_path" in base and class_path != base["class_path"]:
+        accepted = _arguments(_fine_tuner_class(str(class_path), path))
+        init_args = {key: value for key, value in init_args.items() if key in accepted}
+    init_args.update(update.get("init_args") or {})
+    merged: dict[str, Any] = {"init_args": init_args}
+    if class_path is not None:
+        merged["class_path"] = str(class_path)
+    return merged
+
+
+def _fine_tuner_class(class_path: str, path: Path) -> type:
+    """The fine-tuning module ``class_path`` names (one-line ``ValueError`` naming ``path``)."""
+    from ldifs_lightning.modules import CLIPFineTuner
+
+    module_name, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError, ValueError):
+        cls = None
+    if not (isinstance(cls, type) and issubclass(cls, CLIPFineTuner)):
+        raise ValueError(
+            f"{path}: model.class_path {class_path!r} is not a fine-tuning module; use e.g. "
+            "ldifs_lightning.modules.FineTuneModule, LDIFSModule or FLYPModule"
+        )
+    return cls
+
+
+def _arguments(cls: type) -> set[str]:
+    """The keyword arguments a config may give ``cls`` (``classnames`` comes from the data)."""
+    return set(inspect.signature(cls.__init__).parameters) - {"self", "classnames"}
 
 
 def build_module(method: str, model_name: str) -> torch.nn.Module:
-    """A randomly initialised ``LDIFSModule`` configured as ``method``, in train mode."""
-    from ldifs_lightning import LDIFSModule
+    """A randomly initialised module configured as ``method`` (see :func:`method_spec`), in
+    train mode.
 
+    Example:
+        >>> module = build_module("LP", "ldifs-tiny-vit")
+        >>> module.freeze_encoder, type(module).__name__
+        (True, 'FineTuneModule')
+    """
+    spec = method_spec(method)
+    cls = _fine_tuner_class(spec["class_path"], METHOD_CONFIGS / METHODS[method])
     classnames = [f"class {index}" for index in range(NUM_CLASSES)]
-    module = LDIFSModule(
-        classnames, TEMPLATES, model_name=model_name, pretrained=None, **method_options(method)
-    )
+    module = cls(classnames, TEMPLATES, model_name=model_name, pretrained=None, **spec["init_args"])
     return module.train()
 
 
@@ -236,7 +322,7 @@ def measure_method(
     # What setup("fit") does for the Trainer's precision: with ``reference_dtype: auto`` the LDIFS
     # copy is stored in bf16 under bf16-mixed (a no-op at 32-true, and for modules without it).
     module.set_reference_dtype(precision)
-    reference = getattr(module, "reference_encoder", None)
+    reference = module.reference_encoder
     copy_dtype = None if reference is None else str(next(reference.parameters()).dtype)
     # What the frozen copy itself occupies: the memory target allows exactly this beyond FT.
     copy_bytes = 0
@@ -244,8 +330,8 @@ def measure_method(
         copy_bytes = sum(t.nbytes for t in [*reference.parameters(), *reference.buffers()])
     optimizer = torch.optim.AdamW(
         module.trainable_parameters(),
-        lr=module.hparams.lr,
-        weight_decay=module.hparams.weight_decay,
+        lr=module.lr,
+        weight_decay=module.weight_decay,
     )
     results = {}
     for index, batch_size in enumerate(batch_sizes):
@@ -362,7 +448,6 @@ def forgetting_cost(rounds: int, smoke: bool) -> dict[str, Any]:
         cli = _demo_cli(workdir / "run", rounds, smoke)
         demo = next(c for c in cli.trainer.callbacks if isinstance(c, ConceptForgettingCallback))
         cli.trainer.callbacks.remove(demo)
-        hp = cli.model.hparams
         caps = (64, 32) if smoke else (demo.max_train_samples, demo.max_test_samples)
 
         def fresh(cache: Path) -> ConceptForgettingCallback:
@@ -374,8 +459,8 @@ def forgetting_cost(rounds: int, smoke: bool) -> dict[str, Any]:
                 max_test_samples=caps[1],
                 batch_size=demo.batch_size,
                 cache_dir=str(cache),
-                model_name=hp.model_name,
-                pretrained=hp.pretrained,
+                model_name=cli.model.model_name,
+                pretrained=cli.model.encoder_source.pretrained,
                 seed=demo.seed,
             )
 
@@ -420,8 +505,8 @@ def forgetting_cost(rounds: int, smoke: bool) -> dict[str, Any]:
     return {
         "config": str(DEMO_CONFIG.relative_to(REPO)),
         "task": cli.datamodule.hparams.dataset,
-        "model": hp.model_name,
-        "pretrained": hp.pretrained,
+        "model": cli.model.model_name,
+        "pretrained": cli.model.encoder_source.pretrained,
         "suite": [m if isinstance(m, str) else m.name for m in demo.suite_spec],
         "metrics": demo.metrics,
         "max_train_samples": caps[0],
@@ -543,6 +628,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             "--device cuda: no CUDA device is visible (torch.cuda.is_available() is False); "
             "use --device cpu"
         )
+    for method in args.methods:  # a config the modules cannot take: stop before measuring
+        try:
+            method_spec(method)
+        except ValueError as error:
+            parser.error(f"--methods {method}: {error}")
     return args
 
 

@@ -1,15 +1,18 @@
 """The ``ldifs`` command: LightningCLI over the package's modules and DataModules, plus tools.
 
-ldifs fit --config configs/demo/ldifs.yaml
-ldifs fit --config configs/demo/ldifs.yaml --trainer.devices 2 --trainer.strategy ddp
-ldifs fit --config configs/demo/ldifs.yaml --print_config
+ldifs fit --config demo/ldifs
+ldifs fit --config demo/ldifs --trainer.devices 2 --trainer.strategy ddp
+ldifs fit --config data/eurosat --config methods/ldifs --print_config
 ldifs export --ckpt_path last.ckpt --output_dir exported/
 ldifs export --model_name ViT-B-32 --pretrained openai --dataset eurosat --output_dir exported/
+ldifs demo --methods [ft,ldifs] --out runs/my-demo
 
 ``fit``, ``validate``, ``test`` and ``predict`` are LightningCLI's; a *tool* subcommand
-(``export``) is a plain function whose typed signature jsonargparse turns into options. Every
-subcommand is listed by ``ldifs --help`` and has its own ``--help``. A bad value anywhere ends as
-one line, ``error: <message>`` (see ``ldifs_lightning.cli_errors``).
+(``export``, ``demo``) is a plain function whose typed signature and docstring jsonargparse turns
+into options and their help. Every subcommand is listed by ``ldifs --help`` and has its own
+``--help``. ``--config`` takes a file or the name of a config shipped with the package (see
+``ldifs_lightning.config_files``). A bad value anywhere ends as one line, ``error: <message>``
+(see ``ldifs_lightning.cli_errors``).
 """
 
 from __future__ import annotations
@@ -17,32 +20,39 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import typing
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from jsonargparse import ActionConfigFile, Namespace
+import lightning.pytorch as pl
+from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from ldifs_lightning import __version__
-from ldifs_lightning.cli_errors import errors_as_one_line, mark_as_run_error
+from ldifs_lightning.cli_errors import errors_as_one_line, running
+from ldifs_lightning.config_files import ConfigFileOrName
 from ldifs_lightning.data import FineTuneDataModule
-from ldifs_lightning.data.errors import DatasetError
-from ldifs_lightning.modules import LDIFSModule
-from ldifs_lightning.pretrained import ShippedFileError
+from ldifs_lightning.modules import CLIPFineTuner
 
 # Seed used when a config does not set seed_everything, so runs are reproducible by default.
 DEFAULT_SEED = 0
 
-# Tool subcommands: name -> "module:function". Imported only when that subcommand runs or its
-# parser is built, so `ldifs fit` does not pay for them.
 #: ``ckpt_path`` values Lightning resolves itself instead of reading a file.
 CKPT_PATH_KEYWORDS = ("last", "best", "hpc", "registry")
+#: Tool subcommands: name -> "module:function". The function's typed signature becomes the
+#: subcommand's options, the first line of its docstring its summary in ``ldifs --help``. The
+#: module is imported when the parser is built (for the options), not at ``import cli``.
 TOOL_SUBCOMMANDS: dict[str, str] = {
     "export": "ldifs_lightning.export:export_model",
+    "demo": "ldifs_lightning.demo:demo",
 }
+CONFIG_HELP = (
+    "A YAML config: a file, or the name of a config shipped with the package (e.g. demo/ldifs, "
+    "methods/ft, data/eurosat; `configs/` and `.yaml` optional). Repeat to merge several."
+)
 
 
 def _tool_function(name: str) -> Callable[..., Any]:
@@ -56,9 +66,12 @@ class LDIFSCLI(LightningCLI):
     :func:`main` reports them as one line."""
 
     def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        # LightningCLI.init_parser, with a --config that also takes shipped configs' names.
         # Raise ArgumentError instead of printing usage + exiting: main() prints one line.
         kwargs.setdefault("exit_on_error", False)
-        parser = super().init_parser(**kwargs)
+        kwargs.setdefault("dump_header", [f"lightning.pytorch=={pl.__version__}"])
+        parser = self.parser_class(**kwargs)
+        parser.add_argument("-c", "--config", action=ConfigFileOrName, help=CONFIG_HELP)
         parser.add_argument("--version", action="version", version=f"ldifs-lightning {__version__}")
         return parser
 
@@ -76,8 +89,9 @@ class LDIFSCLI(LightningCLI):
             function = _tool_function(name)
             summary = (function.__doc__ or "").strip().splitlines()[0]
             tool_parser = LightningArgumentParser(description=summary, exit_on_error=False)
-            tool_parser.add_argument("-c", "--config", action=ActionConfigFile, help="YAML config.")
+            tool_parser.add_argument("-c", "--config", action=ConfigFileOrName, help=CONFIG_HELP)
             tool_parser.add_function_arguments(function, as_group=False)
+            _bool_options_as_flags(tool_parser, function)
             subcommands.add_subcommand(name, tool_parser, help=summary)
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
@@ -106,7 +120,11 @@ class LDIFSCLI(LightningCLI):
         (the Trainer's ``prepare_data`` must run first, on one process)."""
         _check_ckpt_path(self.config.get(str(self.subcommand), {}).get("ckpt_path"))
         data = self.datamodule
-        if self.subcommand and isinstance(data, FineTuneDataModule) and not data.hparams.download:
+        if (
+            self.subcommand
+            and isinstance(data, FineTuneDataModule)
+            and not data.hparams.get("download")
+        ):
             data.setup(self.subcommand)  # idempotent: the Trainer's own setup() reuses the splits
             check_data = getattr(self.model, "check_data", None)
             if callable(check_data):
@@ -121,14 +139,17 @@ class LDIFSCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
     def _run_subcommand(self, subcommand: str) -> None:
-        try:
+        # Input was checked before the run; what fails inside it keeps its traceback.
+        with running():
             super()._run_subcommand(subcommand)
-        except Exception as error:
-            # Input was checked before the run; what fails inside it (but bad dataset files,
-            # met only when read) is reported with its traceback, not as a one-line user error.
-            if not isinstance(error, DatasetError | ShippedFileError):
-                mark_as_run_error(error)
-            raise
+
+
+def _bool_options_as_flags(parser: LightningArgumentParser, function: Callable[..., Any]) -> None:
+    """Let a tool's ``bool`` options stand alone: ``--sweep`` means ``--sweep true``."""
+    for name, hint in typing.get_type_hints(function).items():
+        action = parser._option_string_actions.get(f"--{name}")  # argparse keeps no public map
+        if hint is bool and action is not None:
+            action.nargs, action.const = "?", True
 
 
 def _check_ckpt_path(ckpt_path: Any) -> None:
@@ -148,11 +169,11 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> LDIFSCLI:
     """The ``ldifs`` CLI over ``args``; with ``run=False`` it only builds model, data and Trainer.
 
     Example:
-        >>> cli = build_cli(["--config", "configs/demo/ldifs.yaml"], run=False)  # doctest: +SKIP
+        >>> cli = build_cli(["--config", "demo/ldifs"], run=False)  # doctest: +SKIP
         >>> cli.trainer.fit(cli.model, datamodule=cli.datamodule)  # doctest: +SKIP
     """
     return LDIFSCLI(
-        LDIFSModule,
+        CLIPFineTuner,
         LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,

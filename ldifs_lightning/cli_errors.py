@@ -117,6 +117,24 @@ def mark_as_run_error(error: BaseException) -> None:
 
 
 @contextlib.contextmanager
+def running() -> Iterator[None]:
+    """Mark what fails inside the block as a run error (traceback kept): the input was checked
+    before it, and a failure while training or evaluating is not a bad option. Bad dataset or
+    shipped files, which a run may only meet when it reads them, stay one-line user errors.
+
+    Example:
+        >>> with running():  # doctest: +SKIP
+        ...     trainer.fit(model, datamodule=data)
+    """
+    try:
+        yield
+    except Exception as error:
+        if not isinstance(error, DatasetError | ShippedFileError):
+            mark_as_run_error(error)
+        raise
+
+
+@contextlib.contextmanager
 def errors_as_one_line() -> Iterator[None]:
     """Turn a user error raised inside the block into ``error: <message>`` and exit status 2.
 

@@ -1,13 +1,14 @@
-"""``make demo``: fine-tune the shipped tiny CLIP with plain FT and with LDIFS, compare forgetting.
+"""``ldifs demo``: fine-tune the shipped tiny CLIP with plain FT and with LDIFS, compare forgetting.
 
-    python -m ldifs_lightning.demo                    # FT, LDIFS and FT at a lower learning rate
-    python -m ldifs_lightning.demo --methods ft ldifs --out runs/my-demo
-    python -m ldifs_lightning.demo --sweep --out runs/sweep   # LDIFS lambdas, FT learning rates
+    ldifs demo                                  # FT, LDIFS and FT at a lower learning rate
+    ldifs demo --methods [ft,ldifs] --out runs/my-demo
+    ldifs demo --sweep --out runs/sweep         # LDIFS lambdas, FT learning rates
+    ldifs demo --fit_args [--trainer.max_epochs=3]   # appended to every run's ``ldifs fit``
 
-Each method is one ``ldifs fit`` run of a config in ``configs/demo/`` (``ft.yaml``, ``ldifs.yaml``;
-``ft-low-lr`` is ``ft.yaml`` with ``--model.init_args.lr`` lowered, ``ldifs-<lambda>`` is
-``ldifs.yaml`` with another ``ldifs_weight``), with the same data, schedule, seed and forgetting
-suite. The ConceptForgettingCallback measures the foreign domains after every
+Each method is one ``ldifs fit`` run of a shipped config in ``configs/demo/`` (``ft.yaml``,
+``ldifs.yaml``; ``ft-low-lr`` is ``ft.yaml`` with ``--model.init_args.lr`` lowered,
+``ldifs-<lambda>`` is ``ldifs.yaml`` with another ``ldifs_weight``), with the same data, schedule,
+seed and forgetting suite. The ConceptForgettingCallback measures the foreign domains after every
 epoch; after training the task's test accuracy is measured. Everything lands under one run
 directory: ``<out>/<method>/`` (the run's logs, ``forgetting.csv``, ``forgetting.png``),
 ``<out>/summary.json`` and ``<out>/comparison.png``; the comparison table is printed.
@@ -15,7 +16,6 @@ directory: ``<out>/<method>/`` (the run's logs, ``forgetting.csv``, ``forgetting
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -24,14 +24,22 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "demo"
+from ldifs_lightning.atomic import atomic_write_text
+from ldifs_lightning.config_files import shipped_configs_dir
+from ldifs_lightning.reporting.console import format_comparison
+from ldifs_lightning.reporting.plots import plot_comparison
 
 
 @dataclass(frozen=True)
 class Method:
-    """One demo run: a config in ``configs/demo`` plus extra CLI arguments."""
+    """One demo run: a config in ``configs/demo`` plus extra CLI arguments.
+
+    Example:
+        >>> Method("FT", "ft.yaml").config
+        'ft.yaml'
+    """
 
     label: str
     config: str
@@ -73,20 +81,31 @@ SWEEP_METHODS: tuple[str, ...] = (
 )
 
 
+#: A run ``ldifs demo --methods`` accepts (the keys of ``METHODS``).
+DemoMethod = Literal[
+    "ft", "ldifs", "ft-low-lr", "ft-mid-lr", "ldifs-10", "ldifs-100", "ldifs-1000", "ldifs-3000"
+]  # fmt: skip
+
+
 def _configs_dir(configs: str | Path | None) -> Path:
-    folder = Path(configs) if configs else Path.cwd() / "configs" / "demo"
-    if not (folder / "ft.yaml").is_file():
-        folder = REPO_CONFIGS
-    if not (folder / "ft.yaml").is_file():
+    """``configs`` (a folder with ``ft.yaml`` and ``ldifs.yaml``), or the shipped ``demo/``."""
+    folder = Path(configs) if configs else shipped_configs_dir() / "demo"
+    missing = [name for name in ("ft.yaml", "ldifs.yaml") if not (folder / name).is_file()]
+    if missing:
         raise FileNotFoundError(
-            f"configs/demo/ft.yaml not found in {Path.cwd()} or {REPO_CONFIGS}; run from the "
-            "repository root or pass --configs DIR"
+            f"configs={str(folder)!r} lacks {', '.join(missing)}: pass a folder holding the "
+            "demo's ft.yaml and ldifs.yaml, or leave it unset for the shipped configs/demo"
         )
     return folder
 
 
 def _shown(path: Path) -> str:
-    """``path`` relative to the working directory when it is under it (no home paths in JSON)."""
+    """``path`` as the repository names it when shipped (``configs/demo/ft.yaml``), else relative
+    to the working directory when it is under it (no home paths in JSON)."""
+    try:
+        return "configs/" + path.resolve().relative_to(shipped_configs_dir().resolve()).as_posix()
+    except ValueError:
+        pass
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
@@ -124,6 +143,7 @@ def run_method(
 
     from ldifs_lightning.callbacks import ConceptForgettingCallback
     from ldifs_lightning.cli import build_cli
+    from ldifs_lightning.cli_errors import running
     from ldifs_lightning.evaluation.forgetting import forgetting_deltas
 
     method = METHODS[name]
@@ -151,11 +171,14 @@ def run_method(
     ]
     start = time.perf_counter()
     cli = build_cli(args, run=False)
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    tested = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
+    with running():
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        tested = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
     seconds = time.perf_counter() - start
-    cli.trainer.logger.save()
-    callback = next(c for c in cli.trainer.callbacks if isinstance(c, ConceptForgettingCallback))
+    if cli.trainer.logger is not None:
+        cli.trainer.logger.save()
+    callbacks = getattr(cli.trainer, "callbacks", [])
+    callback = next(c for c in callbacks if isinstance(c, ConceptForgettingCallback))
     latest = forgetting_deltas(callback.baseline, callback.history[-1]["accuracies"])
     hp = cli.model.hparams
     return {
@@ -184,7 +207,7 @@ def run_method(
         "log_dir": str(cli.trainer.log_dir),
         # Per-batch training terms, to compare the LDIFS distance's scale with the loss's.
         "train_log": logged_range(
-            Path(cli.trainer.log_dir) / "metrics.csv", ("train/ce", "train/ldifs")
+            Path(str(cli.trainer.log_dir)) / "metrics.csv", ("train/ce", "train/ldifs")
         ),
         "seed": cli.config.get("seed_everything"),
         "torch": torch.__version__,
@@ -192,55 +215,6 @@ def run_method(
         "cpus": os.cpu_count(),
         "seconds": round(seconds, 1),
     }
-
-
-def format_comparison(summary: dict[str, dict[str, Any]]) -> str:
-    """The comparison table: task accuracy, mean and per-domain deltas (points), per method."""
-    domains = list(next(iter(summary.values()))["domains"])
-    header = ["method", "task acc", "mean dLP", "mean dZS"]
-    header += [f"{d} dLP/dZS" for d in domains]
-    lines = [header]
-    for row in summary.values():
-        cells = [
-            row["label"],
-            f"{row['task_acc']:.1f}",
-            f"{row['mean_delta_lp']:+.1f}",
-            f"{row['mean_delta_zs']:+.1f}",
-        ]
-        cells += [
-            f"{row['domains'][d]['delta_lp']:+.1f} / {row['domains'][d]['delta_zs']:+.1f}"
-            for d in domains
-        ]
-        lines.append(cells)
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    text = [
-        "  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True))
-        for line in lines
-    ]
-    text.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(text)
-
-
-def plot_comparison(summary: dict[str, dict[str, Any]], path: Path) -> None:
-    """Mean delta LP and ZS per epoch, one line per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), constrained_layout=True)
-    for axis, key, title in zip(
-        axes, ("mean_delta_lp", "mean_delta_zs"), ("LP", "ZS"), strict=True
-    ):
-        for row in summary.values():
-            epochs = [0] + [entry["epoch"] + 1 for entry in row["history"]]
-            values = [0.0] + [entry[key] for entry in row["history"]]
-            axis.plot(epochs, values, marker="o", label=f"{row['label']} ({row['task_acc']:.1f}%)")
-        axis.axhline(0.0, color="grey", linestyle="--", linewidth=1)
-        axis.set(xlabel="epoch", ylabel=f"mean delta {title} (points)", title=f"foreign {title}")
-    axes[0].legend(title="method (task acc)", fontsize=8)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def run_demo(
@@ -259,7 +233,7 @@ def run_demo(
     folder = _configs_dir(configs)
     summary = {name: run_method(name, out, folder, extra_args) for name in methods}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     plot_comparison(summary, out / "comparison.png")
     task = next(iter(summary.values()))["task"]
     print(
@@ -271,28 +245,42 @@ def run_demo(
     return summary
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="FT vs LDIFS concept forgetting on the demo CLIP")
-    parser.add_argument("--out", default="runs/demo", help="run directory (default: runs/demo)")
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--methods", nargs="+", default=list(DEMO_METHODS), choices=list(METHODS))
-    which.add_argument(
-        "--sweep",
-        action="store_true",
-        help=f"run the lambda sweep instead: {' '.join(SWEEP_METHODS)}",
-    )
-    parser.add_argument("--configs", default=None, help="folder with ft.yaml and ldifs.yaml")
-    # One thread: these models and batches are too small to gain from more, and on a shared
-    # 2-core machine one thread ran a training step about 3x faster than two.
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
-    args, extra = parser.parse_known_args(argv)
+def demo(
+    methods: list[DemoMethod] | DemoMethod | None = None,
+    sweep: bool = False,
+    out: Path = Path("runs/demo"),
+    configs: Path | None = None,
+    threads: int = 1,
+    fit_args: list[str] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """FT vs LDIFS concept forgetting on the shipped tiny CLIP (what ``make demo`` runs).
+
+    Args:
+        methods: One run or a list of runs to compare, e.g. ``[ft,ldifs]``; default
+            ``[ft,ldifs,ft-low-lr]``.
+        sweep: Run the lambda sweep instead: ft, ldifs-10, ldifs-100, ldifs (300), ldifs-1000,
+            ldifs-3000, ft-mid-lr, ft-low-lr.
+        out: Run directory: summary.json, comparison.png and one folder per run.
+        configs: Folder holding the demo's ft.yaml and ldifs.yaml; default the shipped
+            configs/demo.
+        threads: torch CPU threads; 0 keeps torch's default. One is the fastest for these tiny
+            models on a shared 2-core machine (a step ran about 3x faster than with two).
+        fit_args: Arguments appended to every run's ``ldifs fit``, e.g.
+            ``[--trainer.max_epochs=3]``.
+
+    Example:
+        >>> demo(methods=["ft", "ldifs"], out=Path("runs/my-demo"))  # doctest: +SKIP
+    """
+    if sweep and methods:
+        raise ValueError("demo: pass --methods or --sweep, not both")
+    if threads < 0:
+        raise ValueError(f"demo: threads={threads} must be >= 0 (0 keeps torch's default)")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if args.threads:
+    if threads:
         import torch
 
-        torch.set_num_threads(args.threads)
-    run_demo(args.out, SWEEP_METHODS if args.sweep else args.methods, args.configs, extra)
-
-
-if __name__ == "__main__":
-    main()
+        torch.set_num_threads(threads)
+    if isinstance(methods, str):
+        methods = [methods]
+    chosen = SWEEP_METHODS if sweep else tuple(methods or DEMO_METHODS)
+    return run_demo(out, chosen, configs, fit_args or ())

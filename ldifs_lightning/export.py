@@ -54,10 +54,11 @@ from ldifs_lightning.models import (
     build_zero_shot_head,
     create_clip,
     get_tokenizer,
+    image_encoder_of,
     register_model_config,
 )
 from ldifs_lightning.models.factory import uses_quick_gelu, uses_tag
-from ldifs_lightning.modules import LDIFSModule
+from ldifs_lightning.modules import CLIPFineTuner
 
 MODEL_FILE = "open_clip_pytorch_model.bin"
 CONFIG_FILE = "open_clip_config.json"
@@ -204,7 +205,7 @@ def export_model(
 
 
 def export_open_clip(
-    module: LDIFSModule, output_dir: str | os.PathLike[str], dataset: str | None = None
+    module: CLIPFineTuner, output_dir: str | os.PathLike[str], dataset: str | None = None
 ) -> Path:
     """Write a module in memory (e.g. after ``Trainer.fit``) as an export folder.
 
@@ -215,7 +216,7 @@ def export_open_clip(
             ``--dataset``); default ``custom``.
 
     Example:
-        >>> module = LDIFSModule.load_from_checkpoint("last.ckpt")  # doctest: +SKIP
+        >>> module = CLIPFineTuner.load_from_checkpoint("last.ckpt")  # doctest: +SKIP
         >>> export_open_clip(module, "exported", dataset="eurosat")  # doctest: +SKIP
     """
     output = _output_path(output_dir)
@@ -269,7 +270,7 @@ def benchmark_dataset_name(dataset: str) -> str:
 # ----------------------------------------------------------------------------- sources
 
 
-def _load_checkpoint_module(ckpt_path: str) -> tuple[LDIFSModule, str | None]:
+def _load_checkpoint_module(ckpt_path: str) -> tuple[CLIPFineTuner, str | None]:
     """Load a checkpoint of ``ldifs fit`` on the CPU, with one-line errors for anything else.
 
     Returns:
@@ -295,18 +296,18 @@ def _load_checkpoint_module(ckpt_path: str) -> tuple[LDIFSModule, str | None]:
     if not isinstance(hparams, Mapping) or not {"classnames", "model_name"} <= set(hparams):
         keys = sorted(hparams)[:8] if isinstance(hparams, Mapping) else "none"
         raise ValueError(
-            f"ckpt_path={ckpt_path!r} is a checkpoint without LDIFSModule hyper-parameters "
+            f"ckpt_path={ckpt_path!r} is a checkpoint without fine-tuning module hyper-parameters "
             f"(hyper_parameters keys: {keys}); pass a checkpoint written by ldifs fit"
         )
     data_hparams = checkpoint.get("datamodule_hyper_parameters")
     dataset = data_hparams.get("dataset") if isinstance(data_hparams, Mapping) else None
     del checkpoint
     try:
-        module = LDIFSModule.load_from_checkpoint(path, map_location="cpu")
+        module = CLIPFineTuner.load_from_checkpoint(path, map_location="cpu")
     except (RuntimeError, KeyError, TypeError) as error:
         why = f"it lacks the key {error.args[0]!r}" if isinstance(error, KeyError) else error
         raise ValueError(
-            f"ckpt_path={ckpt_path!r} does not load into LDIFSModule: {_one_line(why)}"
+            f"ckpt_path={ckpt_path!r} does not load into a fine-tuning module: {_one_line(why)}"
         ) from error
     return module.eval(), dataset if isinstance(dataset, str) else None
 
@@ -341,25 +342,24 @@ def _one_line(error: BaseException | str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _full_clip(module: LDIFSModule) -> tuple[nn.Module, dict[str, Any]]:
+def _full_clip(module: CLIPFineTuner) -> tuple[nn.Module, dict[str, Any]]:
     """The full CLIP of a module (its image tower, FLYP's or the pre-trained text tower) and its
     open_clip config."""
-    hp = module.hparams
-    quick_gelu = uses_quick_gelu(hp.model_name, hp.pretrained)
-    if module.text_tower is None:
-        clip = create_clip(hp.model_name, hp.pretrained, quick_gelu)
+    model_name, pretrained = module.hparams["model_name"], module.hparams["pretrained"]
+    quick_gelu = uses_quick_gelu(model_name, pretrained)
+    text_tower = getattr(module, "text_tower", None)
+    if text_tower is None:
+        clip = create_clip(model_name, pretrained, quick_gelu)
     else:
-        clip = create_clip(hp.model_name, None, quick_gelu)
+        clip = create_clip(model_name, None, quick_gelu)
         text_state = {
-            k: v
-            for k, v in module.text_tower.clip.state_dict().items()
-            if not k.startswith("visual")
+            k: v for k, v in text_tower.clip.state_dict().items() if not k.startswith("visual")
         }
         missing = clip.load_state_dict(text_state, strict=False).missing_keys
         if any(not key.startswith("visual.") for key in missing):
             raise RuntimeError(f"the trained text tower lacks weights: {missing[:5]}")
-    clip.visual.load_state_dict(module.image_encoder.state_dict())
-    return clip.eval(), _open_clip_config(clip, hp.model_name, hp.pretrained)
+    image_encoder_of(clip).load_state_dict(module.image_encoder.state_dict())
+    return clip.eval(), _open_clip_config(clip, model_name, pretrained)
 
 
 def _open_clip_config(clip: nn.Module, model_name: str, pretrained: str | None) -> dict[str, Any]:
@@ -374,7 +374,7 @@ def _open_clip_config(clip: nn.Module, model_name: str, pretrained: str | None) 
         model_cfg["quick_gelu"] = True  # OpenAI weights: the folder must rebuild QuickGELU
     tag_cfg = (
         get_pretrained_cfg(model_name.replace("/", "-"), pretrained)
-        if uses_tag(model_name, pretrained)
+        if pretrained is not None and uses_tag(model_name, pretrained)
         else {}
     )
     # The tag's mean/std/interpolation, also when the model was rebuilt without the tag (FLYP).
@@ -382,7 +382,7 @@ def _open_clip_config(clip: nn.Module, model_name: str, pretrained: str | None) 
     return {"model_cfg": model_cfg, "preprocess_cfg": preprocess}
 
 
-def _module_head(module: LDIFSModule, dataset: str | None) -> _TaskHead:
+def _module_head(module: CLIPFineTuner, dataset: str | None) -> _TaskHead:
     """The module's head with its class names and templates."""
     return _TaskHead(
         module.head.weight.detach(),

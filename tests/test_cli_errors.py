@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from ldifs_lightning.cli import TOOL_SUBCOMMANDS
 from ldifs_lightning.cli_errors import one_line_message
 from tests.data.array_files import RunsShellCommand, touch_command
 
@@ -63,6 +64,22 @@ def assert_one_line_error(result, expected: str) -> None:
         (["--trainer.precision", "7"], "trainer.precision: Expected a typing.Literal"),
         (["--trainer.precision", "bf17"], "'bf16'] (got bf17)"),
         (["--no_such_option", "3"], "unrecognized arguments: --no_such_option 3"),
+        (
+            ["--model.init_args.regularizers", '[{"class_path": "ldifs_lightning.Nope"}]'],
+            "Problem with given class_path 'ldifs_lightning.Nope'",
+        ),
+        (
+            [
+                "--model",
+                "ldifs_lightning.FineTuneModule",
+                "--model.init_args.freeze_encoder",
+                "true",
+                "--model.init_args.regularizers",
+                '[{"class_path": "ldifs_lightning.regularizers.L2SP"}]',
+            ],
+            "freeze_encoder=True (linear probing) keeps the encoder fixed, so the regularisers "
+            "['L2SP'] have nothing to do",
+        ),
         (
             ["--data.init_args.dataset", "cifar10", "--data.init_args.root", "no-data-here"],
             "cifar10: missing",
@@ -134,10 +151,35 @@ def test_traceback_switch_shows_the_full_traceback(tmp_path):
 def test_help_lists_every_subcommand_and_each_has_its_own_help(tmp_path):
     listing = run_ldifs("--help", cwd=tmp_path)
     assert listing.returncode == 0
-    for name in ["fit", "validate", "test", "predict", "export"]:
+    for name in ["fit", "validate", "test", "predict", *TOOL_SUBCOMMANDS]:
         assert f"    {name} " in listing.stdout, name
-    export_help = run_ldifs("export", "--help", cwd=tmp_path)
-    assert export_help.returncode == 0 and "--output_dir" in export_help.stdout
+    for name, option in [("export", "--output_dir"), ("demo", "--methods"), ("fit", "--trainer")]:
+        own_help = run_ldifs(name, "--help", cwd=tmp_path)
+        assert own_help.returncode == 0 and option in own_help.stdout, name
+    assert set(TOOL_SUBCOMMANDS) >= {"export", "demo"}
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["demo", "--methods", "nope"], "methods: Expected a <class 'list'>; Expected a typing."),
+        (["demo", "--methods", "[ft,nope]"], "'ldifs-3000']. Got value: nope"),
+        (["demo", "--sweep", "--methods", "[ft]"], "demo: pass --methods or --sweep, not both"),
+        (["demo", "--threads", "-1"], "threads=-1 must be >= 0"),
+        (["demo", "--configs", "nowhere"], "configs='nowhere' lacks ft.yaml, ldifs.yaml"),
+        (["demo", "--nope", "1"], "unrecognized arguments: --nope 1"),
+        (["demo", "--fit_args=[--trainer.nope=1]"], "unrecognized arguments: --trainer.nope=1"),
+        (["fit", "--config", "no/such"], "config 'no/such' is neither a file in"),
+        (["fit", "--config", "demo/nope"], "shipped: base/vit_b32, data/cars,"),
+        (["export", "--config", "no/such"], "config 'no/such' is neither a file in"),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else None,
+)
+def test_tool_and_config_bad_input_is_one_line(args, expected, tmp_path):
+    out = ["--out", "out"] if args[0] == "demo" else ["--trainer.default_root_dir", "out"]
+    result = run_ldifs(*args, *(out if args[0] != "export" else []), cwd=tmp_path)
+    assert_one_line_error(result, expected)
+    assert list(tmp_path.iterdir()) == []  # nothing run, nothing written
 
 
 # one_line_message on the shapes of message jsonargparse produces (written out by hand here).
@@ -222,10 +264,14 @@ def _suite_config(root: Path, init_args: str) -> None:
     ("prepare", "args", "expected"),
     [
         pytest.param(
-            None,
-            ["--model.init_args.l2sp_weight", "0.5"],
-            "use at most one regulariser",
-            id="two-regularisers",
+            lambda root: (root / "l2sp.yaml").write_text(
+                "model:\n  init_args:\n    regularizers:\n"
+                "      - class_path: ldifs_lightning.regularizers.L2SP\n"
+                "        init_args:\n          weight: -1\n"
+            ),
+            ["--config", "{inputs}/l2sp.yaml"],
+            "L2SP: weight=-1.0 must be >= 0",
+            id="negative-regulariser-weight",
         ),
         pytest.param(
             _garbage_cifar10,

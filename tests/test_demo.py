@@ -1,19 +1,25 @@
 """`make demo`'s driver: runs the FT and LDIFS configs and writes one comparable summary."""
 
+import argparse
 import json
 from pathlib import Path
+from typing import get_args
 
 import pytest
 import torch
 import yaml
 
+from ldifs_lightning import demo as demo_module
+from ldifs_lightning.cli import build_cli
+from ldifs_lightning.config_files import shipped_configs_dir
 from ldifs_lightning.demo import (
     DEMO_METHODS,
     METHODS,
     SWEEP_METHODS,
+    DemoMethod,
+    demo,
     format_comparison,
     logged_range,
-    main,
     run_demo,
 )
 
@@ -95,8 +101,12 @@ def test_sweep_is_the_demo_plus_other_lambdas_and_learning_rates():
     assert set(DEMO_METHODS) <= set(SWEEP_METHODS) <= set(METHODS)
     lambdas = [float(METHODS[n].extra[1]) for n in SWEEP_METHODS if n.startswith("ldifs-")]
     assert lambdas == [10.0, 100.0, 1000.0, 3000.0]
-    with pytest.raises(SystemExit):
-        main(["--sweep", "--methods", "ft"])
+    with pytest.raises(ValueError, match="not both"):
+        demo(methods=["ft"], sweep=True)
+
+
+def test_the_typed_choices_are_the_methods():
+    assert list(get_args(DemoMethod)) == list(METHODS)
 
 
 def test_unknown_method_is_one_line():
@@ -105,6 +115,42 @@ def test_unknown_method_is_one_line():
     assert set(METHODS) >= {"ft", "ldifs", "ft-low-lr"}
 
 
-def test_main_rejects_unknown_method():
-    with pytest.raises(SystemExit):
-        main(["--methods", "nope"])
+def test_the_demo_reads_the_shipped_configs():
+    folder = demo_module._configs_dir(None)
+    assert folder == shipped_configs_dir() / "demo"
+    assert (
+        demo_module._shown(folder / "ft.yaml") == "configs/demo/ft.yaml"
+    )  # as summary.json has it
+
+
+@pytest.fixture
+def recorded_runs(monkeypatch):
+    """``run_demo`` replaced by a recorder: what ``ldifs demo ...`` would run."""
+    calls = []
+    monkeypatch.setattr(demo_module, "run_demo", lambda *args: calls.append(args) or {})
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: calls.append(("threads", n)))
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("args", "methods", "fit_args"),
+    [
+        ([], DEMO_METHODS, ()),
+        (["--sweep"], SWEEP_METHODS, ()),
+        (["--methods", "[ft,ldifs-10]"], ("ft", "ldifs-10"), ()),
+        (["--methods", "ft"], ("ft",), ()),
+        (["--fit_args=[--trainer.max_epochs=3]"], DEMO_METHODS, ["--trainer.max_epochs=3"]),
+    ],
+)
+def test_ldifs_demo_subcommand_runs_the_chosen_methods(recorded_runs, args, methods, fit_args):
+    with pytest.raises(SystemExit) as exit_info:
+        build_cli(["demo", *args, "--out", "somewhere"])
+    assert exit_info.value.code == 0
+    assert recorded_runs == [("threads", 1), (Path("somewhere"), methods, None, fit_args)]
+
+
+@pytest.mark.parametrize("args", [["--methods", "nope"], ["--methods", "[ft,nope]"]])
+def test_ldifs_demo_rejects_unknown_methods_before_running(recorded_runs, args):
+    with pytest.raises(argparse.ArgumentError, match="ldifs-3000"):  # the allowed names
+        build_cli(["demo", *args])
+    assert recorded_runs == []

@@ -18,10 +18,10 @@ from lightning.pytorch import Trainer
 from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 
-from ldifs_lightning import LDIFSModule
+from ldifs_lightning import FLYPModule, LDIFSModule
 from ldifs_lightning import export as export_module
 from ldifs_lightning.data import get_dataset_info
-from ldifs_lightning.data.shapes import generate_shapes
+from ldifs_lightning.data.domains.shapes import generate_shapes
 from ldifs_lightning.export import (
     CLASSNAMES_FILE,
     CLASSNAMES_JSON,
@@ -40,10 +40,12 @@ from tests.conftest import CLASSNAMES, TEMPLATES, TINY_VIT
 DEMO = dict(model_name=TINY_VIT, pretrained="demo")
 
 
-def _checkpoint(tmp_path, **overrides):
-    kwargs = dict(lr=1e-2, warmup_steps=1, ldifs_weight=0.0, **DEMO)
+def _checkpoint(tmp_path, module_class=LDIFSModule, **overrides):
+    kwargs = dict(lr=1e-2, warmup_steps=1, **DEMO)
+    if module_class is LDIFSModule:
+        kwargs["ldifs_weight"] = 0.0
     kwargs.update(overrides)
-    module = LDIFSModule(CLASSNAMES, TEMPLATES, **kwargs)
+    module = module_class(CLASSNAMES, TEMPLATES, **kwargs)
     data = DataLoader(
         TensorDataset(torch.randn(12, 3, 32, 32), torch.arange(12) % len(CLASSNAMES)), batch_size=6
     )
@@ -116,7 +118,7 @@ def test_checkpoint_export_keys_the_json_files_by_the_datamodule_dataset(tmp_pat
 
 
 def test_export_keeps_a_trained_text_tower(tmp_path):
-    module, checkpoint = _checkpoint(tmp_path, loss="flyp", trainable="both_towers")
+    module, checkpoint = _checkpoint(tmp_path, FLYPModule)
     out = tmp_path / "exported"
     export_model(str(out), ckpt_path=str(checkpoint))
     clip = open_clip.create_model(f"local-dir:{out}").eval()
@@ -319,12 +321,12 @@ def _bad_files(tmp_path):
         ({"ckpt_path": "nope.ckpt"}, "ckpt_path='nope.ckpt' is not a file"),
         ({"ckpt_path": "garbage.ckpt"}, "ckpt_path='garbage.ckpt' is not a torch checkpoint"),
         ({"ckpt_path": "weights.pt"}, "is a state dict of weights (for pre-trained weights pass"),
-        ({"ckpt_path": "other.ckpt"}, "a checkpoint without LDIFSModule hyper-parameters"),
+        ({"ckpt_path": "other.ckpt"}, "a checkpoint without fine-tuning module hyper-parameters"),
         ({"ckpt_path": "pickle.ckpt"}, "does not load with weights_only=True (it pickles tests."),
         (
             {"ckpt_path": "empty.ckpt"},
-            "does not load into LDIFSModule: Error(s) in loading state_dict for LDIFSModule: "
-            "Missing key(s)",
+            "does not load into a fine-tuning module: Error(s) in loading state_dict for "
+            "LDIFSModule: Missing key(s)",
         ),
         ({"dataset": "shape", **DEMO}, "unknown dataset 'shape' (did you mean"),
         ({"model_name": "ViT-B-32", "pretrained": "openai"}, "needs a download"),

@@ -8,6 +8,7 @@ same data (each rank takes every other sample of the 1-process batch), seed and 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import subprocess
@@ -19,12 +20,13 @@ import torch
 from lightning.pytorch import Callback, Trainer, seed_everything
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from ldifs_lightning import LDIFSModule
+from ldifs_lightning import FLYPModule, LDIFSModule
+from ldifs_lightning.regularizers import L2SP
 
 CLASSES = ["stripes", "dots", "rings"]
 METHODS = {
     "ldifs": {"ldifs_weight": 50.0},
-    "l2sp": {"ldifs_weight": 0.0, "l2sp_weight": 5.0},
+    "l2sp": {"ldifs_weight": 0.0, "regularizers": [L2SP(weight=5.0)]},
 }
 PER_RANK_BATCH = 4
 STEPS_PER_EPOCH = 2
@@ -39,7 +41,8 @@ def _dataset() -> TensorDataset:
 
 def _module(method: str, **overrides) -> LDIFSModule:
     seed_everything(0)
-    options = dict(METHODS[method], lr=1e-3, warmup_steps=0, weight_decay=0.1)
+    # A regulariser binds to one module's encoder: every module gets its own.
+    options = dict(copy.deepcopy(METHODS[method]), lr=1e-3, warmup_steps=0, weight_decay=0.1)
     options.update(overrides)
     return LDIFSModule(CLASSES, model_name="ldifs-tiny-vit", pretrained="demo", **options)
 
@@ -220,21 +223,14 @@ def test_unsupported_strategies_fail_with_one_line():
 def test_flyp_is_refused_under_fsdp2():
     from lightning.pytorch.strategies import ModelParallelStrategy
 
-    module = LDIFSModule(
-        CLASSES,
-        model_name="ldifs-tiny-vit",
-        pretrained=None,
-        loss="flyp",
-        trainable="both_towers",
-        ldifs_weight=0.0,
-    )
+    module = FLYPModule(CLASSES, model_name="ldifs-tiny-vit", pretrained=None)
     strategy = ModelParallelStrategy(data_parallel_size=2, tensor_parallel_size=1)
-    with pytest.raises(ValueError, match="loss='flyp' is not supported under ModelParallel"):
+    with pytest.raises(ValueError, match="FLYPModule is not supported under ModelParallel"):
         module.check_strategy(strategy)
 
 
 def test_shard_units_are_the_blocks():
-    from ldifs_lightning.modules.sharding import shard_units
+    from ldifs_lightning.models.sharding import shard_units
 
     vit = _module("ldifs").image_encoder
     names = [name for name, _ in shard_units(vit)]

@@ -1,4 +1,4 @@
-"""Lightning callbacks: concept-forgetting monitor, WiSE-FT evaluation and their reports."""
+"""Lightning callbacks: concept-forgetting monitor and WiSE-FT evaluation (reports: reporting/)."""
 
 from ldifs_lightning.callbacks.forgetting import ConceptForgettingCallback
 from ldifs_lightning.callbacks.wise_ft import WiSEFTCallback

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import os
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -14,32 +13,28 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
-from ldifs_lightning.callbacks.report import (
-    format_table,
-    history_rows,
-    plot_history,
-    write_history_csv,
-)
 from ldifs_lightning.data import get_dataset_info
 from ldifs_lightning.evaluation.feature_cache import FeatureCache
 from ldifs_lightning.evaluation.forgetting import (
     check_metrics,
     encoder_accuracies,
     forgetting_deltas,
+    measure_forgetting,
+    pretrained_reference,
 )
 from ldifs_lightning.evaluation.suite import ForeignDataset, registry_suite
-from ldifs_lightning.models import (
-    create_clip,
-    get_tokenizer,
-    image_size_of,
-    zero_shot_class_embeddings,
-)
+from ldifs_lightning.models import image_size_of
+from ldifs_lightning.models.text_tower import TextTower
+from ldifs_lightning.reporting.console import format_forgetting_table
+from ldifs_lightning.reporting.csv_files import history_rows, write_history_csv
+from ldifs_lightning.reporting.plots import plot_history
 
 DEFAULT_CACHE_DIR = "~/.cache/ldifs-lightning/features"
 EncoderGetter = Callable[[LightningModule], nn.Module]
 
 
 def autocast_dtype_of(trainer: Trainer) -> torch.dtype | None:
+    """The autocast dtype of ``trainer``'s precision (``bf16-*``, ``16-*``), else None."""
     precision = str(trainer.precision)
     if precision.startswith("bf16"):
         return torch.bfloat16
@@ -206,16 +201,9 @@ class ConceptForgettingCallback(Callback):
                     "to ConceptForgettingCallback, or use metrics=['linear_probe']"
                 )
             return None, None
-        clip = create_clip(model_name, pretrained).to(device)
-        embeddings = None
-        if "zero_shot" in self.metrics:
-            tokenizer = get_tokenizer(model_name)
-            suite = self._build_suite(clip.visual)
-            embeddings = {
-                d.name: zero_shot_class_embeddings(clip, tokenizer, d.classnames, d.templates)
-                for d in suite
-            }
-        return clip.visual.eval(), embeddings
+        return pretrained_reference(
+            model_name, pretrained, self._build_suite, metrics=self.metrics, device=device
+        )
 
     def _accuracies(
         self,
@@ -266,10 +254,11 @@ class ConceptForgettingCallback(Callback):
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
             return
+        encoder = self._encoder_of(pl_module)
         text_tower = getattr(pl_module, "text_tower", None)
-        embeddings = self._current_text_embeddings(text_tower)
+        embeddings = self._current_text_embeddings(text_tower, self._build_suite(encoder))
         current = self._accuracies(
-            self._encoder_of(pl_module),
+            encoder,
             pl_module.device,
             autocast_dtype_of(trainer),
             cached=False,
@@ -288,12 +277,12 @@ class ConceptForgettingCallback(Callback):
             pl_module.log(f"forgetting/{key}", value, on_step=False, on_epoch=True, sync_dist=True)
 
     def _current_text_embeddings(
-        self, text_tower: nn.Module | None
+        self, text_tower: TextTower | None, suite: Sequence[ForeignDataset]
     ) -> dict[str, torch.Tensor] | None:
         """Zero-shot class embeddings from a module's trained text tower (FLYP), else None."""
         if text_tower is None or "zero_shot" not in self.metrics:
             return None
-        return {d.name: text_tower.class_embeddings(d.classnames, d.templates) for d in self._suite}
+        return {d.name: text_tower.class_embeddings(d.classnames, d.templates) for d in suite}
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # trainer.log_dir broadcasts from rank zero: every rank must ask before any returns.
@@ -302,14 +291,11 @@ class ConceptForgettingCallback(Callback):
             return
         rows = history_rows(self.baseline, self.history)
         write_history_csv(rows, directory / "forgetting.csv")
-        try:
-            plot_history(rows, directory / "forgetting.png")
-        except ImportError:
-            warnings.warn("matplotlib is not installed: skipping forgetting.png", stacklevel=1)
+        plot_history(rows, directory / "forgetting.png")
         latest = forgetting_deltas(self.baseline, self.history[-1]["accuracies"])
         rank_zero_info(
             f"Concept forgetting after epoch {self.history[-1]['epoch']} (in %, written to "
-            f"{directory}/forgetting.csv):\n{format_table(latest, self.baseline)}"
+            f"{directory}/forgetting.csv):\n{format_forgetting_table(latest, self.baseline)}"
         )
 
     @property
@@ -357,5 +343,16 @@ class ConceptForgettingCallback(Callback):
         autocast_dtype: torch.dtype | None = None,
     ) -> dict[str, float]:
         """Accuracies of ``encoder`` and their deltas from the baseline already measured."""
-        current = self._accuracies(encoder, torch.device(device), autocast_dtype, cached=False)
-        return forgetting_deltas(self.baseline, current)
+        return measure_forgetting(
+            None,
+            encoder,
+            self._build_suite(encoder),
+            baseline=self.baseline,
+            class_embeddings=self._class_embeddings,
+            metrics=self.metrics,
+            device=torch.device(device),
+            batch_size=self.batch_size,
+            autocast_dtype=autocast_dtype,
+            num_workers=self.num_workers,
+            probe_seed=self.seed,
+        )

@@ -3,53 +3,51 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.plugins.precision import Precision
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from ldifs_lightning.callbacks.forgetting import ConceptForgettingCallback, autocast_dtype_of
-from ldifs_lightning.callbacks.wise_report import format_wiseft_table, plot_wiseft, write_wiseft_csv
+from ldifs_lightning.callbacks.trainer_attributes import trainer_callbacks, trainer_datamodule
 from ldifs_lightning.evaluation.classification import classification_accuracy
-from ldifs_lightning.models import create_clip
+from ldifs_lightning.evaluation.features import PrecisionEncoder
+from ldifs_lightning.models import create_clip, image_encoder_of
 from ldifs_lightning.models.wise import check_alpha, wise_ft
+from ldifs_lightning.reporting.console import format_wiseft_table
+from ldifs_lightning.reporting.csv_files import write_wiseft_csv
+from ldifs_lightning.reporting.plots import plot_wiseft
+
+T = TypeVar("T")
+
+
+def _part(module: LightningModule, name: str, kind: type[T]) -> T:
+    """``module.<name>``, checked to be a ``kind`` as in the package's fine-tuners."""
+    value = getattr(module, name, None)
+    if not isinstance(value, kind):
+        raise ValueError(
+            f"WiSEFTCallback needs {type(module).__name__}.{name} to be a {kind.__name__} (as "
+            f"the package's fine-tuners have it), not {type(value).__name__}"
+        )
+    return value
 
 
 def _pretrained_parts(module: LightningModule) -> tuple[nn.Module, nn.Module]:
     """The pre-trained encoder and the head as initialised (zero-shot or probe)."""
-    encoder = getattr(module, "reference_encoder", None)
-    if encoder is not None and hasattr(module, "pretrained_encoder"):
-        encoder = module.pretrained_encoder()  # exact float32 even after a bf16-mixed fit
-    if encoder is None:
+    pretrained_encoder = getattr(module, "pretrained_encoder", None)
+    if callable(pretrained_encoder):  # the package's fine-tuners
+        encoder: nn.Module = pretrained_encoder()  # exact float32 even after a bf16-mixed fit
+    else:
         hparams = module.hparams
-        encoder = create_clip(hparams["model_name"], hparams["pretrained"]).visual
-    head = copy.deepcopy(module.head)
-    head.weight.data.copy_(module.initial_head_weight)
-    head.bias.data.copy_(module.initial_head_bias)
+        encoder = image_encoder_of(create_clip(hparams["model_name"], hparams["pretrained"]))
+    head = copy.deepcopy(_part(module, "head", nn.Linear))
+    head.weight.data.copy_(_part(module, "initial_head_weight", torch.Tensor))
+    head.bias.data.copy_(_part(module, "initial_head_bias", torch.Tensor))
     return encoder.to(module.device), head
-
-
-class _InTrainerPrecision(nn.Module):
-    """``encoder`` run as a training step runs it, under the trainer's precision plugin.
-
-    Inputs are converted to the plugin's dtype (``bf16-true`` weights need bf16 images) and the
-    forward runs in its context (autocast for ``*-mixed``).
-    """
-
-    def __init__(self, encoder: nn.Module, precision: Precision) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.precision = precision
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        images = self.precision.convert_input(images)
-        with self.precision.forward_context():
-            return self.encoder(images)
 
 
 def _check_pretrained(module: LightningModule) -> None:
@@ -107,8 +105,8 @@ class WiSEFTCallback(Callback):
         parts = [hp.get("loss", "ft"), f"ldifs={hp.get('ldifs_weight', 0)}"]
         return ",".join(str(p) for p in parts)
 
-    def _loader(self, trainer: Trainer):
-        datamodule = trainer.datamodule
+    def _loader(self, trainer: Trainer) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        datamodule = trainer_datamodule(trainer)
         if datamodule is None:
             raise ValueError("WiSEFTCallback needs a DataModule to measure task accuracy")
         if self.split == "test":
@@ -127,17 +125,20 @@ class WiSEFTCallback(Callback):
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         pretrained_encoder, pretrained_head = _pretrained_parts(pl_module)
         forgetting = next(
-            (c for c in trainer.callbacks if isinstance(c, ConceptForgettingCallback)), None
+            (c for c in trainer_callbacks(trainer) if isinstance(c, ConceptForgettingCallback)),
+            None,
         )
         loader = self._loader(trainer)
         method = self._method(pl_module)
         self.rows = []
+        finetuned_encoder = _part(pl_module, "image_encoder", nn.Module)
+        finetuned_head = _part(pl_module, "head", nn.Linear)
         for alpha in self.alphas:
-            encoder = wise_ft(pretrained_encoder, pl_module.image_encoder, alpha)
+            encoder = wise_ft(pretrained_encoder, finetuned_encoder, alpha)
             # A float32 copy: classification_accuracy feeds it float32 features.
-            head = wise_ft(pretrained_head, pl_module.head, alpha).float()
+            head = wise_ft(pretrained_head, finetuned_head, alpha).float()
             accuracy = classification_accuracy(
-                _InTrainerPrecision(encoder, trainer.precision_plugin),
+                PrecisionEncoder(encoder, trainer.precision_plugin),
                 head,
                 loader,
                 pl_module.device,

@@ -1,7 +1,6 @@
 """Datasets, splits, transforms and the fine-tuning DataModule."""
 
 from ldifs_lightning.data import domains as _domains  # noqa: F401  (registers the demo's domains)
-from ldifs_lightning.data import embedded as _embedded  # noqa: F401  (registers generated datasets)
 from ldifs_lightning.data import sources as _sources  # noqa: F401  (registers the real datasets)
 from ldifs_lightning.data.datamodule import FineTuneDataModule
 from ldifs_lightning.data.registry import (

@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from pathlib import Path
+
+from torchvision.datasets.utils import calculate_md5
 
 from ldifs_lightning.data.errors import ChecksumMismatchError
 
 SKIP_HINT = "set verify_checksums: false to use a copy you made or modified"
 
 
-def md5sum(path: Path, chunk_bytes: int = 1 << 20) -> str:
-    """Hex MD5 of a file, read in chunks."""
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as handle:
-        while chunk := handle.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def require_checksums(dataset: str, files: Iterable[tuple[Path, str]]) -> None:
-    """Raise ``ChecksumMismatchError`` for the first file whose MD5 is not the official one."""
+    """Raise ``ChecksumMismatchError`` for the first file whose MD5 is not the official one.
+
+    Unlike torchvision's ``check_integrity``, which only answers yes or no, the error names the
+    MD5 found, so a user can tell a truncated download from a different release.
+
+    Example:
+        >>> files = [(Path("data/svhn/test_32x32.mat"), "eb5a983be6a315427106f1b164d9cef3")]
+        >>> require_checksums("svhn", files)  # doctest: +SKIP
+    """
     for path, expected in files:
-        actual = md5sum(path)
+        actual = calculate_md5(path)
         if actual != expected:
             raise ChecksumMismatchError(
                 f"{dataset}: {path} has md5 {actual}, the official file has {expected}; "

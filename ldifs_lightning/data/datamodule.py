@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextvars
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_warn
@@ -17,15 +16,10 @@ from ldifs_lightning.data.labels import check_labels
 from ldifs_lightning.data.layout import preview
 from ldifs_lightning.data.registry import DatasetInfo, Split, get_dataset_info
 from ldifs_lightning.data.sampling import SeededShuffleSampler, TransformedDataset
+from ldifs_lightning.data.sized import dataset_length
 from ldifs_lightning.data.splits import split_train_val
 from ldifs_lightning.data.transforms import eval_transform, train_transform
 from ldifs_lightning.models import check_templates
-
-# Set only while ``FineTuneDataModule.from_datasets`` constructs the module: the entry to use
-# instead of a registry lookup, so the constructor keeps plain, CLI-friendly arguments.
-_USER_DATASET: contextvars.ContextVar[DatasetInfo | None] = contextvars.ContextVar(
-    "user_dataset", default=None
-)
 
 
 def _check_cap(name: str, value: int | None) -> None:
@@ -95,9 +89,13 @@ class FineTuneDataModule(LightningDataModule):
         verify_checksums: bool = True,
         image_check: Literal["header", "full", "none"] = "header",
         skip_corrupt: bool = False,
+        *,
+        _info: DatasetInfo | None = None,
     ) -> None:
         super().__init__()
-        self.info = _USER_DATASET.get() or get_dataset_info(dataset)
+        # ``_info`` is from_datasets' entry, used instead of a registry lookup. LightningCLI
+        # leaves out optional arguments whose name starts with "_", so the CLI never offers it.
+        self.info = get_dataset_info(dataset) if _info is None else _info
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be at least 1")
         if not 0.0 < val_fraction < 1.0:
@@ -112,21 +110,21 @@ class FineTuneDataModule(LightningDataModule):
             raise ValueError(f"image_check={image_check!r} must be 'header', 'full' or 'none'")
         if custom_templates is not None:
             check_templates(custom_templates)
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore="_info")
         self.root = Path(root)
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
 
     @classmethod
-    def from_datasets(
+    def from_datasets(  # type: ignore[override]  # our own constructor, not Lightning's loaders
         cls,
         train_dataset: Dataset,
         classnames: Sequence[str],
         test_dataset: Dataset | None = None,
         templates: Sequence[str] = ("a photo of a {}.",),
         name: str = "custom",
-        **kwargs,
+        **kwargs: Any,
     ) -> FineTuneDataModule:
         """A DataModule over your own datasets of ``(PIL image, int label)``.
 
@@ -170,11 +168,7 @@ class FineTuneDataModule(LightningDataModule):
             load=load,
             description="user-provided datasets",
         )
-        token = _USER_DATASET.set(info)
-        try:
-            return cls(dataset=name, **kwargs)
-        finally:
-            _USER_DATASET.reset(token)
+        return cls(dataset=name, **kwargs, _info=info)
 
     @property
     def classnames(self) -> tuple[str, ...]:
@@ -182,7 +176,7 @@ class FineTuneDataModule(LightningDataModule):
 
     @property
     def templates(self) -> tuple[str, ...]:
-        custom = self.hparams.custom_templates
+        custom = self.hparams["custom_templates"]
         return self.info.templates if custom is None else tuple(custom)
 
     @property
@@ -192,26 +186,26 @@ class FineTuneDataModule(LightningDataModule):
     def _load(self, split: Split, download: bool) -> Dataset:
         options = {}
         if "verify_checksums" in self.info.load_options:
-            options["verify_checksums"] = self.hparams.verify_checksums
+            options["verify_checksums"] = self.hparams["verify_checksums"]
         return self.info.load(self.root, split, download, **options)
 
     def prepare_data(self) -> None:
         """Download missing files (Lightning runs this on one process per node)."""
-        if self.hparams.download:
+        if self.hparams["download"]:
             for split in ("train", "test"):
                 self._load(split, download=True)
 
     def _readable_indices(self, dataset: Dataset, split: Split) -> list[int]:
         """Indices of the samples to use: all, or all but unreadable image files."""
-        everything = list(range(len(dataset)))  # type: ignore[arg-type]
+        everything = list(range(dataset_length(dataset)))
         paths = getattr(dataset, "paths", None)
         if paths is None:
             return everything
-        bad = find_unreadable_images(paths, self.hparams.image_check)
+        bad = find_unreadable_images(paths, self.hparams["image_check"])
         if not bad:
             return everything
         where = f"{self.info.name} {split}"
-        if not self.hparams.skip_corrupt:
+        if not self.hparams["skip_corrupt"]:
             path, reason = bad[0]
             raise CorruptImageError(
                 f"{where}: {len(bad)} unreadable image file(s), first {path} ({reason}); replace "
@@ -227,7 +221,7 @@ class FineTuneDataModule(LightningDataModule):
         ]
 
     def _official(self, split: Split) -> tuple[Dataset, list[int]]:
-        dataset = self._load(split, self.hparams.download)
+        dataset = self._load(split, self.hparams["download"])
         dataset = check_labels(dataset, self.num_classes, f"{self.info.name} {split}")
         return dataset, self._readable_indices(dataset, split)
 
@@ -236,35 +230,46 @@ class FineTuneDataModule(LightningDataModule):
         if stage in ("fit", "validate") and self.train_set is None:
             official, usable = self._official("train")
             all_ids = getattr(official, "sample_ids", None) or [
-                str(index) for index in range(len(official))
+                str(index) for index in range(dataset_length(official))
             ]
             ids = [all_ids[index] for index in usable]
-            train, val = split_train_val(ids, hp.val_fraction, hp.split_seed, hp.max_val_samples)
+            train, val = split_train_val(
+                ids, hp["val_fraction"], hp["split_seed"], hp["max_val_samples"]
+            )
             self.train_set = Subset(
-                official, _first([usable[i] for i in train], hp.max_train_samples)
+                official, _first([usable[i] for i in train], hp["max_train_samples"])
             )
             self.val_set = Subset(official, [usable[i] for i in val])
         if stage in ("test", "predict") and self.test_set is None:
             official, usable = self._official("test")
-            self.test_set = Subset(official, _first(usable, hp.max_test_samples))
+            self.test_set = Subset(official, _first(usable, hp["max_test_samples"]))
 
-    def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
+    def _loader(
+        self, dataset: Dataset | None, split: Literal["train", "val", "test"]
+    ) -> DataLoader:
+        if dataset is None:
+            stage = "test" if split == "test" else "fit"
+            raise RuntimeError(
+                f"the {split} set is not built yet: call setup({stage!r}) before "
+                f"{split}_dataloader()"
+            )
+        train = split == "train"
         hp = self.hparams
-        transform = train_transform(hp.image_size) if train else eval_transform(hp.image_size)
+        transform = train_transform(hp["image_size"]) if train else eval_transform(hp["image_size"])
         wrapped = TransformedDataset(dataset, transform)
         return DataLoader(
             wrapped,
-            batch_size=hp.batch_size,
-            sampler=SeededShuffleSampler(wrapped, hp.shuffle_seed) if train else None,
-            num_workers=hp.num_workers,
-            persistent_workers=hp.num_workers > 0,
+            batch_size=hp["batch_size"],
+            sampler=SeededShuffleSampler(wrapped, hp["shuffle_seed"]) if train else None,
+            num_workers=hp["num_workers"],
+            persistent_workers=hp["num_workers"] > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, train=True)
+        return self._loader(self.train_set, "train")
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, train=False)
+        return self._loader(self.val_set, "val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, train=False)
+        return self._loader(self.test_set, "test")

@@ -1,7 +1,8 @@
-"""Datasets of ``(RGB PIL image, int label)`` with stable sample ids, over files or torchvision.
+"""Datasets of ``(RGB PIL image, int label)`` with stable sample ids, over files, torchvision or
+in-memory arrays.
 
-Both classes expose ``sample_ids`` (one stable string per sample, the key of every split) and
-``targets`` (the labels, readable without decoding an image).
+Each class exposes ``sample_ids`` (one stable string per sample, the key of every split) and its
+labels (``targets``, or ``labels`` for arrays), readable without decoding an image.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
@@ -32,14 +34,14 @@ class ImageFileDataset(Dataset):
         (['2750/River/River_1.jpg'], [8])
     """
 
-    def __init__(self, root: Path, files: Iterable[tuple[str, int]]) -> None:
+    def __init__(self, root: Path, files: Iterable[tuple[str | Path, int]]) -> None:
         pairs = sorted((Path(relative).as_posix(), int(label)) for relative, label in files)
         self.root = Path(root)
         self.sample_ids = [relative for relative, _ in pairs]
         self.targets = [label for _, label in pairs]
 
     @classmethod
-    def from_paths(cls, root: Path, samples: Iterable[tuple[str, int]]) -> ImageFileDataset:
+    def from_paths(cls, root: Path, samples: Iterable[tuple[str | Path, int]]) -> ImageFileDataset:
         """From ``(path under root, label)`` pairs, e.g. torchvision's ``ImageFolder.samples``."""
         return cls(root, [(Path(path).relative_to(root), label) for path, label in samples])
 
@@ -97,3 +99,23 @@ class IndexedDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[Image.Image, int]:
         image, _ = self.base[index]
         return image.convert("RGB"), self.targets[index]
+
+
+class ArrayImageDataset(Dataset):
+    """``(PIL image, label)`` pairs over a ``uint8 [N, H, W, 3]`` array, with stable sample ids.
+
+    Example:
+        >>> images = np.zeros((2, 4, 4, 3), np.uint8)
+        >>> ArrayImageDataset(images, np.array([0, 1]), id_prefix="shapes/train").sample_ids
+        ['shapes/train/000000', 'shapes/train/000001']
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, id_prefix: str) -> None:
+        self.images, self.labels = images, labels
+        self.sample_ids = [f"{id_prefix}/{index:06d}" for index in range(len(labels))]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[Image.Image, int]:
+        return Image.fromarray(self.images[index]), int(self.labels[index])

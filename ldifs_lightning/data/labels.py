@@ -7,6 +7,7 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from ldifs_lightning.data.errors import LabelOutOfRangeError
+from ldifs_lightning.data.sized import dataset_length
 
 
 def _listed_labels(dataset: Dataset) -> list[int] | None:
@@ -35,7 +36,7 @@ class LabelCheckedDataset(Dataset):
         self.sample_ids = getattr(dataset, "sample_ids", None)
 
     def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
+        return dataset_length(self.dataset)
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
         image, label = self.dataset[index]

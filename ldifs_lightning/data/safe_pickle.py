@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,19 @@ import numpy as np
 
 from ldifs_lightning.data.errors import CorruptDataFileError, UnsafePickleError
 
+
+def _rebuilder(reduced: str | tuple[Any, ...]) -> Callable[..., Any]:
+    """The callable of a ``__reduce__`` result (typed ``str | tuple``; numpy gives a tuple)."""
+    if isinstance(reduced, str) or not callable(reduced[0]):
+        raise TypeError(f"numpy's pickling changed: __reduce__ gave {reduced!r}")
+    return reduced[0]
+
+
 # Taken from numpy's own pickling so that they are right for numpy 1.x (``numpy.core``) and 2.x
 # (``numpy._core``) alike, without importing the deprecated module names.
-_RECONSTRUCT = np.empty(0).__reduce__()[0]  # rebuilds an ndarray (every protocol before 5)
-_FROMBUFFER = np.empty(0).__reduce_ex__(5)[0]  # rebuilds an ndarray from its bytes (protocol 5)
-_SCALAR = np.int64(0).__reduce__()[0]  # rebuilds a numpy scalar such as np.int64(3)
+_RECONSTRUCT = _rebuilder(np.empty(0).__reduce__())  # rebuilds an ndarray (protocols before 5)
+_FROMBUFFER = _rebuilder(np.empty(0).__reduce_ex__(5))  # rebuilds an ndarray from its bytes (5)
+_SCALAR = _rebuilder(np.int64(0).__reduce__())  # rebuilds a numpy scalar such as np.int64(3)
 
 
 class _UnsafeValueError(pickle.UnpicklingError):

@@ -7,12 +7,14 @@ uninterrupted run sees, with any number of data-loading workers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset, DistributedSampler
+
+from ldifs_lightning.data.sized import dataset_length
 
 
 class SeededShuffleSampler(DistributedSampler):
@@ -32,7 +34,7 @@ class SeededShuffleSampler(DistributedSampler):
             seed=seed,
         )
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[int, int]]:
         for index in super().__iter__():
             sample_seed = ((self.seed * 1_000_003 + self.epoch) * 1_000_033 + index) % (2**63)
             yield index, sample_seed
@@ -49,7 +51,7 @@ class TransformedDataset(Dataset):
         self.dataset, self.transform = dataset, transform
 
     def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
+        return dataset_length(self.dataset)
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
         if isinstance(key, tuple):

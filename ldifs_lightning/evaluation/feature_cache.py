@@ -7,20 +7,21 @@ are computed once and reused, keyed by the *content* of those parts rather than 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import re
 import tempfile
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from ldifs_lightning.atomic import atomic_write
 
 __all__ = ["FeatureCache", "cache_key", "fingerprint_module"]
 
@@ -30,7 +31,7 @@ _KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
 
 def _tensor_bytes(tensor: Tensor) -> memoryview:
     flat = tensor.detach().cpu().contiguous().reshape(-1)
-    return memoryview(flat.view(torch.uint8).numpy())
+    return flat.view(torch.uint8).numpy().data
 
 
 def _hash_tensor(hasher: Any, tensor: Tensor) -> None:
@@ -272,57 +273,11 @@ class FeatureCache:
             "checksum": _payload_checksum(payload),
             "tensors": payload,
         }
-        temp_name: str | None = None
         try:
-            fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{key}.", suffix=".tmp")
-            with os.fdopen(fd, "wb") as handle:
-                torch.save(record, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp_name, path)
-        except BaseException as exc:
-            if temp_name is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(temp_name)
-            if not isinstance(exc, OSError):
-                raise
+            atomic_write(path, lambda handle: torch.save(record, handle))
+        except OSError as exc:
             warnings.warn(
                 f"feature cache could not write {str(path)!r} ({exc}); continuing without it",
                 RuntimeWarning,
                 stacklevel=2,
             )
-            return
-        _fsync_directory(path.parent)
-
-    def get_or_compute(
-        self, key: str, compute: Callable[[], Mapping[str, Tensor]]
-    ) -> dict[str, Tensor]:
-        """Return the entry for ``key``; on a miss call ``compute()``, store and return its result.
-
-        A hit returns CPU tensors; a miss returns what ``compute`` returned, unchanged.
-
-        Example:
-            >>> cache = FeatureCache(None)
-            >>> cache.get_or_compute(cache_key(d="toy"), lambda: {"x": torch.ones(1)})["x"]
-            tensor([1.])
-        """
-        cached = self.get(key)
-        if cached is not None:
-            return cached
-        computed = dict(compute())
-        self.put(key, computed)
-        return computed
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable; best effort (not every platform can open directories)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -3,31 +3,52 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
+from collections.abc import Sized
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
 
-__all__ = ["extract_features"]
+from ldifs_lightning.distributed import all_gather_strided, rank_and_world_size
+
+__all__ = ["PrecisionEncoder", "extract_features"]
 
 
-def _distributed_world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+class Precision(Protocol):
+    """What :class:`PrecisionEncoder` uses of a Lightning precision plugin."""
+
+    def convert_input(self, data: Any) -> Any: ...
+
+    def forward_context(self) -> AbstractContextManager: ...
 
 
-def _collective_device(device: torch.device) -> torch.device:
-    """Device the process group's backend exchanges tensors on."""
-    backend = str(dist.get_backend()).lower()
-    if "gloo" in backend or "mpi" in backend:
-        return torch.device("cpu")  # also covers mixed "cpu:gloo,cuda:nccl" groups
-    if "nccl" in backend and device.type != "cuda":
-        return torch.device("cuda", torch.cuda.current_device())
-    return device
+class PrecisionEncoder(nn.Module):
+    """``encoder`` run as a training step runs it, under a trainer's precision plugin.
+
+    Inputs are converted to the plugin's dtype (``bf16-true`` weights need bf16 images) and the
+    forward runs in its context (autocast for ``*-mixed``).
+
+    Example:
+        >>> from lightning.pytorch.plugins.precision import Precision as Plain
+        >>> encoder = PrecisionEncoder(nn.Flatten(), Plain())
+        >>> encoder(torch.ones(2, 1, 3)).shape
+        torch.Size([2, 3])
+    """
+
+    def __init__(self, encoder: nn.Module, precision: Precision) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.precision = precision
+
+    def forward(self, images: Tensor) -> Tensor:
+        images = self.precision.convert_input(images)
+        with self.precision.forward_context():
+            return self.encoder(images)
 
 
 def _extract_local(
@@ -87,49 +108,6 @@ def _extract_local(
     return torch.cat(features), torch.cat(labels)
 
 
-def _gather_strided(
-    features: Tensor,
-    labels: Tensor,
-    failed: bool,
-    *,
-    total: int,
-    world_size: int,
-    device: torch.device,
-) -> tuple[Tensor, Tensor]:
-    """All-gather shards where rank r holds items r, r + W, r + 2W, ... into dataset order."""
-    comm = _collective_device(device)
-    # One collective agrees on the feature width (an empty shard does not know it) and on
-    # whether any rank failed; every rank then raises or proceeds alike, so none waits forever
-    # in the gathers below. Entries: max width, -(min width over non-empty shards), failure.
-    width = features.shape[1] if labels.numel() else 0
-    meta = torch.tensor(
-        [width, -width if labels.numel() else -(2**62), int(failed)], dtype=torch.int64, device=comm
-    )
-    dist.all_reduce(meta, op=dist.ReduceOp.MAX)
-    dim, min_dim, any_failed = int(meta[0]), -int(meta[1]), bool(meta[2])
-    if any_failed:
-        raise RuntimeError("feature extraction failed on another rank")
-    if min_dim != dim:
-        raise RuntimeError(f"ranks disagree on the feature width: {min_dim} vs {dim}")
-
-    per_rank = math.ceil(total / world_size)
-    count = labels.shape[0]
-    padded_features = torch.zeros((per_rank, dim), dtype=torch.float32, device=comm)
-    padded_labels = torch.full((per_rank,), -1, dtype=torch.int64, device=comm)
-    if count:  # an empty shard's placeholder is [0, 0] and has nothing to copy
-        padded_features[:count] = features.to(comm)
-        padded_labels[:count] = labels.to(comm)
-    feature_list = [torch.empty_like(padded_features) for _ in range(world_size)]
-    label_list = [torch.empty_like(padded_labels) for _ in range(world_size)]
-    dist.all_gather(feature_list, padded_features)
-    dist.all_gather(label_list, padded_labels)
-    # Row m of rank r is item m * W + r, so interleaving ranks restores dataset order, and the
-    # padding (only in the last row of the short ranks) lands past `total` and is trimmed.
-    all_features = torch.stack(feature_list, dim=1).reshape(per_rank * world_size, dim)[:total]
-    all_labels = torch.stack(label_list, dim=1).reshape(per_rank * world_size)[:total]
-    return all_features.to(device), all_labels.to(device)
-
-
 def extract_features(
     encoder: nn.Module,
     dataset: Dataset,
@@ -179,24 +157,25 @@ def extract_features(
         raise ValueError(
             f"autocast_dtype must be a floating-point dtype or None, got {autocast_dtype}"
         )
-    if isinstance(dataset, IterableDataset) or not hasattr(dataset, "__len__"):
+    if isinstance(dataset, IterableDataset) or not isinstance(dataset, Sized):
         raise ValueError(
             f"dataset must be a map-style Dataset with __len__, got {type(dataset).__name__}"
         )
-    total = len(dataset)  # type: ignore[arg-type]
+    total = len(dataset)
     if total == 0:
         raise ValueError("dataset is empty; need at least one item")
     device = torch.device(device)
-    rank, world_size = _distributed_world()
-    options = {
-        "batch_size": batch_size,
-        "device": device,
-        "autocast_dtype": autocast_dtype,
-        "num_workers": num_workers,
-    }
+    rank, world_size = rank_and_world_size()
+    extract = functools.partial(
+        _extract_local,
+        batch_size=batch_size,
+        device=device,
+        autocast_dtype=autocast_dtype,
+        num_workers=num_workers,
+    )
 
     if world_size == 1:
-        features, labels = _extract_local(encoder, dataset, **options)  # type: ignore[arg-type]
+        features, labels = extract(encoder, dataset)
         return F.normalize(features, dim=1), labels
 
     # Equal item counts on every rank: a sharded (FSDP) encoder all-gathers in each forward, so
@@ -206,20 +185,13 @@ def extract_features(
     shard = Subset(dataset, [i % total for i in range(rank, per_rank * world_size, world_size)])
     error: BaseException | None = None
     try:
-        features, labels = _extract_local(encoder, shard, **options)  # type: ignore[arg-type]
+        features, labels = extract(encoder, shard)
     except Exception as exc:  # re-raised after telling the other ranks, so none of them hangs
         error = exc
         features = torch.empty((0, 0), device=device)
         labels = torch.empty(0, dtype=torch.int64, device=device)
     try:
-        features, labels = _gather_strided(
-            features,
-            labels,
-            error is not None,
-            total=total,
-            world_size=world_size,
-            device=device,
-        )
+        features, labels = all_gather_strided(features, labels, error is not None, total=total)
     except RuntimeError:
         if error is not None:
             raise error from None

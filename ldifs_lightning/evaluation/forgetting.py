@@ -8,21 +8,32 @@ Accuracies and deltas are in percentage points.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 
+from ldifs_lightning.distributed import (
+    all_ranks_agree,
+    broadcast_from_rank_zero,
+    rank_and_world_size,
+)
 from ldifs_lightning.evaluation.feature_cache import FeatureCache, cache_key, fingerprint_module
 from ldifs_lightning.evaluation.features import extract_features
 from ldifs_lightning.evaluation.linear_probe import linear_probe_accuracy
 from ldifs_lightning.evaluation.suite import ForeignDataset
 from ldifs_lightning.evaluation.zero_shot import zero_shot_accuracy
+from ldifs_lightning.models import (
+    create_clip,
+    get_tokenizer,
+    image_encoder_of,
+    zero_shot_class_embeddings,
+)
 
 Metric = Literal["linear_probe", "zero_shot"]
-METRICS: tuple[str, ...] = ("linear_probe", "zero_shot")
+METRICS: tuple[Metric, ...] = ("linear_probe", "zero_shot")
 _KEYS = {"linear_probe": "lp_acc", "zero_shot": "zs_acc"}
 
 
@@ -31,24 +42,6 @@ def check_metrics(metrics: Sequence[str]) -> None:
     unknown = [m for m in metrics if m not in METRICS]
     if not metrics or unknown:
         raise ValueError(f"metrics={list(metrics)} must be a non-empty subset of {list(METRICS)}")
-
-
-def broadcast_from_rank_zero(value: object) -> object:
-    """Rank zero's ``value`` on every rank (identity without a process group)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def all_ranks_agree(flag: bool) -> bool:
-    """True only if ``flag`` is true on every rank (``flag`` itself without a process group)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return flag
-    box = [None] * dist.get_world_size()
-    dist.all_gather_object(box, bool(flag))
-    return all(box)
 
 
 def _features(
@@ -81,10 +74,12 @@ def _features(
             autocast=str(autocast_dtype),
             **dataset.identity[split],
         )
-        entry = cache.get(key)
+        cached = cache.get(key)
         # Extraction has collectives: under DDP every rank must take the same branch, so a miss
         # on any rank (node-local cache, corrupt entry) means every rank extracts.
-        if not all_ranks_agree(entry is not None):
+        if all_ranks_agree(cached is not None) and cached is not None:
+            entry = cached
+        else:
             entry = compute()
             cache.put(key, entry)
     return entry["features"].to(device), entry["labels"].to(device)
@@ -124,10 +119,9 @@ def encoder_accuracies(
         ``{dataset: {"lp_acc": float, "zs_acc": float}}`` with the requested metrics.
     """
     check_metrics(metrics)
+    text_classes: Mapping[str, Tensor] = class_embeddings or {}
     if "zero_shot" in metrics:
-        missing = [
-            d.name for d in suite if class_embeddings is None or d.name not in class_embeddings
-        ]
+        missing = [d.name for d in suite if d.name not in text_classes]
         if missing:
             raise ValueError(
                 f"zero_shot needs class embeddings for {missing}: give the datasets class names "
@@ -142,7 +136,7 @@ def encoder_accuracies(
         if "linear_probe" in metrics:
             train_x, train_y = _features(encoder, dataset, "train", *args)
             outcome: tuple[float | None, str | None] = (None, None)
-            if not dist.is_initialized() or dist.get_rank() == 0:
+            if rank_and_world_size()[0] == 0:
                 num_classes = max(int(train_y.max()), int(test_y.max())) + 1
                 if dataset.classnames:
                     num_classes = len(dataset.classnames)
@@ -153,12 +147,12 @@ def encoder_accuracies(
                     outcome = (accuracy, None)
                 except ValueError as error:  # shared, so no rank waits forever for rank zero
                     outcome = (None, f"{dataset.name}: {error}")
-            accuracy, failure = broadcast_from_rank_zero(outcome)
-            if failure is not None:
+            probe_accuracy, failure = broadcast_from_rank_zero(outcome)
+            if probe_accuracy is None:  # rank zero sent its failure instead
                 raise ValueError(failure)
-            row["lp_acc"] = 100.0 * float(accuracy)
+            row["lp_acc"] = 100.0 * float(probe_accuracy)
         if "zero_shot" in metrics:
-            embeddings = class_embeddings[dataset.name].to(device=test_x.device, dtype=test_x.dtype)
+            embeddings = text_classes[dataset.name].to(device=test_x.device, dtype=test_x.dtype)
             row["zs_acc"] = 100.0 * zero_shot_accuracy(test_x, test_y, embeddings)
         results[dataset.name] = row
     return results
@@ -192,8 +186,49 @@ def forgetting_deltas(
     return flat
 
 
+def pretrained_reference(
+    model_name: str,
+    pretrained: str | None,
+    suite: Sequence[ForeignDataset] | Callable[[nn.Module], Sequence[ForeignDataset]],
+    *,
+    metrics: Sequence[Metric] = METRICS,
+    device: torch.device | str = "cpu",
+) -> tuple[nn.Module, dict[str, Tensor] | None]:
+    """The pre-trained image encoder forgetting is measured against, and its class embeddings.
+
+    Builds the open_clip model ``model_name`` with weights ``pretrained`` on ``device``. With
+    ``zero_shot`` in ``metrics`` its text tower encodes every dataset's class names and templates
+    (``{dataset: [K, D]}`` unit-norm rows, the zero-shot classifier); the text tower is then
+    dropped with the rest of the model. ``suite`` may be a function that builds the suite from
+    the pre-trained image encoder (whose input size its transform needs).
+
+    Returns:
+        ``(image_encoder in eval mode, class embeddings or None)``.
+
+    Example:
+        >>> encoder, embeddings = pretrained_reference(
+        ...     "ldifs-tiny-vit", "demo", suite
+        ... )  # doctest: +SKIP
+        >>> embeddings["shapes"].shape  # doctest: +SKIP
+        torch.Size([8, 32])
+    """
+    check_metrics(metrics)
+    clip = create_clip(model_name, pretrained).to(device)
+    image_encoder = image_encoder_of(clip)
+    if callable(suite):
+        suite = suite(image_encoder)
+    embeddings = None
+    if "zero_shot" in metrics:
+        tokenizer = get_tokenizer(model_name)
+        embeddings = {
+            d.name: zero_shot_class_embeddings(clip, tokenizer, d.classnames, d.templates)
+            for d in suite
+        }
+    return image_encoder.eval(), embeddings
+
+
 def measure_forgetting(
-    pretrained_encoder: nn.Module,
+    pretrained_encoder: nn.Module | None,
     finetuned_encoder: nn.Module,
     suite: Sequence[ForeignDataset],
     *,
@@ -201,19 +236,43 @@ def measure_forgetting(
     metrics: Sequence[Metric] = ("linear_probe",),
     device: torch.device | str = "cpu",
     cache: FeatureCache | None = None,
-    **kwargs: object,
+    baseline: Mapping[str, Mapping[str, float]] | None = None,
+    batch_size: int = 256,
+    autocast_dtype: torch.dtype | None = None,
+    num_workers: int = 0,
+    probe_seed: int = 0,
 ) -> dict[str, float]:
     """Per-dataset and mean forgetting of ``finetuned_encoder`` relative to ``pretrained_encoder``.
 
     The pre-trained encoder's features go through ``cache`` when one is given (they never change);
-    the fine-tuned encoder's never do. Extra keyword arguments go to :func:`encoder_accuracies`.
+    the fine-tuned encoder's never do. ``baseline`` (the pre-trained accuracies of an earlier
+    call, :func:`encoder_accuracies`' result) replaces measuring ``pretrained_encoder``, which may
+    then be None. ``class_embeddings``, ``metrics``, ``device``, ``batch_size``,
+    ``autocast_dtype``, ``num_workers`` and ``probe_seed`` are :func:`encoder_accuracies`' for
+    both measurements.
+
+    Returns:
+        :func:`forgetting_deltas` of the two measurements (in percentage points).
 
     Example:
         >>> deltas = measure_forgetting(before.visual, after.visual, suite)  # doctest: +SKIP
         >>> deltas["mean_delta_lp"]  # doctest: +SKIP
         -4.2
     """
-    common = dict(class_embeddings=class_embeddings, metrics=metrics, device=device, **kwargs)
-    baseline = encoder_accuracies(pretrained_encoder, suite, cache=cache, **common)
-    current = encoder_accuracies(finetuned_encoder, suite, **common)
+    accuracies = functools.partial(
+        encoder_accuracies,
+        suite=suite,
+        class_embeddings=class_embeddings,
+        metrics=metrics,
+        device=device,
+        batch_size=batch_size,
+        autocast_dtype=autocast_dtype,
+        num_workers=num_workers,
+        probe_seed=probe_seed,
+    )
+    if baseline is None:
+        if pretrained_encoder is None:
+            raise ValueError("measure_forgetting needs pretrained_encoder or a measured baseline")
+        baseline = accuracies(pretrained_encoder, cache=cache)
+    current = accuracies(finetuned_encoder)
     return forgetting_deltas(baseline, current)

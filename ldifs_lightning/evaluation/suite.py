@@ -12,6 +12,7 @@ from torch.utils.data import Dataset, Subset
 
 from ldifs_lightning.data import get_dataset_info
 from ldifs_lightning.data.sampling import TransformedDataset
+from ldifs_lightning.data.sized import dataset_length
 from ldifs_lightning.data.transforms import eval_transform
 
 
@@ -53,7 +54,7 @@ def capped_indices(size: int, cap: int | None, seed: int) -> list[int]:
 
 
 def _ids_digest(dataset: Dataset) -> str:
-    ids = getattr(dataset, "sample_ids", None) or [str(i) for i in range(len(dataset))]
+    ids = getattr(dataset, "sample_ids", None) or [str(i) for i in range(dataset_length(dataset))]
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()
 
 
@@ -88,13 +89,14 @@ def registry_suite(
     # A member keeps the name it was asked by (the callback looks members up by it); the cache
     # identity uses the entry's name, which for folder:PATH holds the resolved path.
     for name, info in zip(names, infos, strict=True):
-        members, identity = {}, {}
+        members: dict[str, Dataset] = {}
+        identity: dict[str, dict[str, object]] = {}
         for split, cap in [("train", max_train_samples), ("test", max_test_samples)]:
             options = {}
             if "verify_checksums" in info.load_options:
                 options["verify_checksums"] = verify_checksums
             official = info.load(Path(root), split, download, **options)
-            indices = capped_indices(len(official), cap, seed)
+            indices = capped_indices(dataset_length(official), cap, seed)
             members[split] = TransformedDataset(Subset(official, indices), transform)
             identity[split] = {
                 "dataset": info.name,

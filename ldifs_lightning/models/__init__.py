@@ -4,7 +4,9 @@ from open_clip import get_tokenizer
 
 from ldifs_lightning.models.factory import (
     create_clip,
+    image_encoder_of,
     image_size_of,
+    logit_scale_of,
     register_model_config,
     resolve_pretrained,
 )
@@ -22,7 +24,9 @@ __all__ = [
     "create_clip",
     "default_tap_names",
     "get_tokenizer",
+    "image_encoder_of",
     "image_size_of",
+    "logit_scale_of",
     "register_model_config",
     "resolve_pretrained",
     "zero_shot_class_embeddings",

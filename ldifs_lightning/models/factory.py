@@ -209,6 +209,40 @@ def embed_dim_of(clip: torch.nn.Module) -> int:
     )
 
 
+def image_encoder_of(clip: torch.nn.Module) -> torch.nn.Module:
+    """The image tower (``clip.visual``) of an open_clip model.
+
+    torch types a module's attributes as ``Tensor | Module``; this narrows to the module.
+
+    Example:
+        >>> type(image_encoder_of(create_clip("ldifs-tiny-vit"))).__name__
+        'VisionTransformer'
+    """
+    visual = clip.visual
+    if not isinstance(visual, torch.nn.Module):
+        raise TypeError(
+            f"{type(clip).__name__}.visual is a {type(visual).__name__}, not an image tower; "
+            "pass an open_clip model"
+        )
+    return visual
+
+
+def logit_scale_of(clip: torch.nn.Module) -> torch.Tensor:
+    """The learned log temperature (``clip.logit_scale``) of an open_clip model.
+
+    Example:
+        >>> logit_scale_of(create_clip("ldifs-tiny-vit")).shape
+        torch.Size([])
+    """
+    scale = clip.logit_scale
+    if not isinstance(scale, torch.Tensor):
+        raise TypeError(
+            f"{type(clip).__name__}.logit_scale is a {type(scale).__name__}, not a tensor; "
+            "pass an open_clip model"
+        )
+    return scale
+
+
 def image_size_of(encoder: torch.nn.Module) -> int:
     """The square input size an image encoder (``clip.visual``) expects."""
     size = getattr(encoder, "image_size", 224)

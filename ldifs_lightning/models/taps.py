@@ -9,7 +9,7 @@ with ViT (SigLIP), Eva (EVA02) and ConvNeXt trunks.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
@@ -103,7 +103,10 @@ def _timm_family(trunk: nn.Module) -> _Family | None:
         stem_convs = [m for m in trunk.stem.modules() if isinstance(m, nn.Conv2d)]
         layouts = {"stem": _Layout("map", stem_convs[-1].out_channels)}
         for index, info in enumerate(trunk.feature_info):
-            layouts[f"stages.{index}"] = _Layout("map", info["num_chs"])
+            channels = info["num_chs"]  # timm types feature_info as list[dict[str, object]]
+            if not isinstance(channels, int):
+                raise TypeError(f"timm feature_info[{index}] has num_chs={channels!r}, not an int")
+            layouts[f"stages.{index}"] = _Layout("map", channels)
         return _Family(list(layouts), layouts)
     return None
 
@@ -256,7 +259,7 @@ class FeatureTaps:
         if args and isinstance(args[0], torch.Tensor) and args[0].dim() > 0:
             self._batch_size = args[0].shape[0]
 
-    def _recorder(self, index: int):
+    def _recorder(self, index: int) -> Callable[[nn.Module, tuple, torch.Tensor | tuple], None]:
         def hook(module: nn.Module, args: tuple, output: torch.Tensor | tuple) -> None:
             self._outputs[index] = output[0] if isinstance(output, tuple) else output
 

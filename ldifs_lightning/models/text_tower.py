@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from open_clip import get_tokenizer
 from torch import nn
 
+from ldifs_lightning.models.factory import logit_scale_of
 from ldifs_lightning.models.zero_shot import zero_shot_class_embeddings
 
 
@@ -34,12 +36,14 @@ class TextTower(nn.Module):
 
     @property
     def logit_scale(self) -> torch.Tensor:
-        return self.clip.logit_scale
+        return logit_scale_of(self.clip)
 
     def encode(self, captions: Sequence[str]) -> torch.Tensor:
         """Unit-norm embeddings ``[len(captions), D]`` (with gradients)."""
         tokens = self.tokenizer(list(captions)).to(self.logit_scale.device)
-        return F.normalize(self.clip.encode_text(tokens), dim=-1)
+        # torch types a module's attributes as Tensor | Module; open_clip's is a method.
+        encode_text = cast(Callable[[torch.Tensor], torch.Tensor], self.clip.encode_text)
+        return F.normalize(encode_text(tokens), dim=-1)
 
     def class_embeddings(self, classnames: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
         """Zero-shot class embeddings from the current weights (no gradients)."""

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
+from open_clip import build_zero_shot_classifier
 from torch import nn
+
+from ldifs_lightning.models.factory import logit_scale_of
 
 
 def check_templates(templates: Sequence[str]) -> None:
@@ -30,28 +32,42 @@ def zero_shot_class_embeddings(
 ) -> torch.Tensor:
     """Unit-norm text embedding per class: templates filled in, encoded, normalised, averaged.
 
-    The text tower runs in eval mode (its previous mode is restored) without gradients, in batches
-    of ``batch_size`` captions.
+    This is open_clip's ``build_zero_shot_classifier`` (what CLIP_benchmark's zero-shot
+    evaluation uses), transposed to one row per class, with the checks above, the text tower in
+    eval mode (its previous mode restored) and batches of about ``batch_size`` captions (whole
+    classes, at least one per batch).
 
     Returns:
         A ``[num_classes, embed_dim]`` float32 tensor with unit-norm rows.
+
+    Example:
+        >>> from ldifs_lightning.models import create_clip, get_tokenizer
+        >>> clip = create_clip("ldifs-tiny-vit")
+        >>> zero_shot_class_embeddings(
+        ...     clip, get_tokenizer("ldifs-tiny-vit"), ["cat", "dog"], ["a photo of a {}."]
+        ... ).shape
+        torch.Size([2, 32])
     """
     if not classnames:
         raise ValueError("classnames is empty: give one name per class of the task")
     check_templates(templates)
-    captions = [template.format(name) for name in classnames for template in templates]
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be at least 1 caption")
     device = next(clip_model.parameters()).device
     was_training = clip_model.training
     clip_model.eval()
     try:
-        chunks = []
-        for start in range(0, len(captions), batch_size):
-            tokens = tokenizer(captions[start : start + batch_size]).to(device)
-            chunks.append(F.normalize(clip_model.encode_text(tokens).float(), dim=-1))
+        weights = build_zero_shot_classifier(
+            clip_model,
+            tokenizer,
+            list(classnames),
+            list(templates),
+            num_classes_per_batch=max(1, batch_size // len(templates)),
+            device=device,
+        )
     finally:
         clip_model.train(was_training)
-    per_caption = torch.cat(chunks).view(len(classnames), len(templates), -1)
-    return F.normalize(per_caption.mean(dim=1), dim=-1)
+    return weights.t().float().contiguous()
 
 
 def build_zero_shot_head(
@@ -78,6 +94,6 @@ def build_zero_shot_head(
     )
     head = nn.Linear(embeddings.shape[1], embeddings.shape[0])
     with torch.no_grad():
-        head.weight.copy_(clip_model.logit_scale.exp().float() * embeddings)
+        head.weight.copy_(logit_scale_of(clip_model).exp().float() * embeddings)
         head.bias.zero_()
     return head

@@ -11,9 +11,9 @@ At fit end the full CLIP (both towers) is written as an fp16 state dict, ``demo-
 log directory (or ``export_dir``); ``python -m ldifs_lightning.pretrained.build`` turns such a file
 into the shipped weights, checksum and model-card numbers.
 
-The module is an :class:`~ldifs_lightning.modules.LDIFSModule` configured as FLYP from random
-weights (``loss='flyp'``, ``trainable='both_towers'``, no regulariser), so the ``ldifs`` CLI runs
-it; it only changes how captions are drawn and how the validation head is built.
+The module is a :class:`~ldifs_lightning.modules.FLYPModule` (contrastive loss, both towers) from
+random weights, so the ``ldifs`` CLI runs it; it only changes how captions are drawn and how the
+validation head is built.
 """
 
 from __future__ import annotations
@@ -22,28 +22,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 
 from ldifs_lightning.data import get_dataset_info
 from ldifs_lightning.models import create_clip
 from ldifs_lightning.models.zero_shot import zero_shot_class_embeddings
-from ldifs_lightning.modules.ldifs_module import LDIFSModule
+from ldifs_lightning.modules.flyp import FLYPModule
 
-# The LDIFSModule options this module fixes (FLYP from random weights, no regulariser).
-_FIXED_CHOICES = {
-    "pretrained": None,
-    "model_config": None,
-    "ldifs_weight": 0.0,
-    "normalize": "token",
-    "taps": None,
-    "l2sp_weight": 0.0,
-    "loss": "flyp",
-    "label_smoothing": 0.0,
-    "head_init": "zeroshot",
-    "trainable": "both_towers",
-    "text_batch_size": 256,
-}
 DEMO_DOMAINS: tuple[str, ...] = ("digits", "fashion", "shapes", "textures")
 
 
@@ -61,7 +46,7 @@ def domain_captions(domains: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]
     ]
 
 
-def full_clip_state_dict(module: LDIFSModule) -> dict[str, torch.Tensor]:
+def full_clip_state_dict(module: FLYPModule) -> dict[str, torch.Tensor]:
     """The state dict of a whole open_clip CLIP from a module's image encoder and text tower."""
     state = {f"visual.{k}": v for k, v in module.image_encoder.state_dict().items()}
     state.update(
@@ -70,7 +55,7 @@ def full_clip_state_dict(module: LDIFSModule) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in state.items()}
 
 
-def export_clip(module: LDIFSModule, path: str | Path, dtype: torch.dtype = torch.float16) -> Path:
+def export_clip(module: FLYPModule, path: str | Path, dtype: torch.dtype = torch.float16) -> Path:
     """Write the module's full CLIP as a state dict (``dtype`` floats) that open_clip loads.
 
     The file round-trips: ``create_clip(model_name, pretrained=path)`` rebuilds the model.
@@ -81,12 +66,12 @@ def export_clip(module: LDIFSModule, path: str | Path, dtype: torch.dtype = torc
         k: v.to(dtype) if v.is_floating_point() else v
         for k, v in full_clip_state_dict(module).items()
     }
-    create_clip(module.hparams.model_name).load_state_dict(state)  # fails here, not at load time
+    create_clip(module.model_name).load_state_dict(state)  # fails here, not at load time
     torch.save(state, path)
     return path
 
 
-class CLIPPretrainModule(LDIFSModule):
+class CLIPPretrainModule(FLYPModule):
     """Train a CLIP from scratch with the CLIP loss on captions of several embedded domains.
 
     Args:
@@ -132,20 +117,17 @@ class CLIPPretrainModule(LDIFSModule):
             templates,
             model_name=model_name,
             pretrained=None,
-            ldifs_weight=0.0,
-            loss="flyp",
-            trainable="both_towers",
+            loss="contrastive",
             lr=lr,
             weight_decay=weight_decay,
             warmup_steps=warmup_steps,
             seed=seed,
         )
-        # Under LightningCLI, hparams hold only this class's arguments; LDIFSModule reads its own.
-        for key, value in _FIXED_CHOICES.items():
-            self.hparams.setdefault(key, value)
+        self.export_dir = export_dir
         self.class_templates = [templates for _, templates in captions]
 
-    def _captions(self, labels: torch.Tensor) -> list[str]:
+    def captions(self, labels: torch.Tensor) -> list[str]:
+        """One caption per label, its template drawn from the label's own domain."""
         generator = self._caption_generator()
         draws = torch.rand(len(labels), generator=generator).tolist()
         out = []
@@ -154,12 +136,7 @@ class CLIPPretrainModule(LDIFSModule):
             out.append(templates[int(draw * len(templates))].format(self.classnames[label]))
         return out
 
-    def _flyp(self, embedding: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, None]:
-        text = self.text_tower.encode(self._captions(labels))
-        image = F.normalize(embedding, dim=-1)
-        return self._contrastive_loss()(image, text, self.text_tower.logit_scale.exp()), None
-
-    def _refresh_text_head(self) -> None:
+    def refresh_text_head(self) -> None:
         """Validation head: every class embedded with its own domain's templates."""
         clip, tokenizer = self.text_tower.clip, self.text_tower.tokenizer
         rows = [
@@ -170,16 +147,9 @@ class CLIPPretrainModule(LDIFSModule):
             self.head.weight.copy_(self.text_tower.logit_scale.exp() * torch.cat(rows))
             self.head.bias.zero_()
 
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # The fixed choices are not arguments of this class: keep them out of the saved
-        # hyper-parameters so that load_from_checkpoint can rebuild the module.
-        saved = checkpoint.get("hyper_parameters", {})
-        for key in _FIXED_CHOICES:
-            saved.pop(key, None)
-
     def on_fit_end(self) -> None:
         # trainer.log_dir broadcasts from rank zero: every rank asks before any returns.
-        directory = Path(self.hparams.export_dir or self.trainer.log_dir or ".")
-        if self.trainer.is_global_zero and not self.trainer.fast_dev_run:
+        directory = Path(self.export_dir or self.trainer.log_dir or ".")
+        if self.trainer.is_global_zero and not getattr(self.trainer, "fast_dev_run", False):
             path = export_clip(self, directory / "demo-clip.pt")
             rank_zero_info(f"pre-trained CLIP written to {path}")

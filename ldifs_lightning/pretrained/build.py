@@ -18,10 +18,14 @@ import json
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ldifs_lightning.pretrained import DEMO_MODEL_NAME, DEMO_TAG, DEMO_WEIGHTS, HERE, sha256_of
+
+if TYPE_CHECKING:
+    from ldifs_lightning.evaluation.forgetting import Metric
 
 CARD = HERE / "card.json"
 CARD_DOMAINS: tuple[str, ...] = ("digits", "fashion", "shapes", "textures")
@@ -31,13 +35,18 @@ def measure_card(
     model_name: str = DEMO_MODEL_NAME,
     pretrained: str = DEMO_TAG,
     domains: Sequence[str] = CARD_DOMAINS,
-    metrics: Sequence[str] = ("zero_shot", "linear_probe"),
+    metrics: Sequence[Metric] = ("zero_shot", "linear_probe"),
 ) -> dict[str, dict[str, float]]:
     """``{domain: {"zs_acc": %, "lp_acc": %}}`` on each domain's full test split (probe: full
     train split, seed 0), with the image tower in fp32 on the CPU."""
     from ldifs_lightning.evaluation.forgetting import encoder_accuracies
     from ldifs_lightning.evaluation.suite import registry_suite
-    from ldifs_lightning.models import create_clip, get_tokenizer, zero_shot_class_embeddings
+    from ldifs_lightning.models import (
+        create_clip,
+        get_tokenizer,
+        image_encoder_of,
+        zero_shot_class_embeddings,
+    )
 
     clip = create_clip(model_name, pretrained).eval()
     suite = registry_suite(list(domains), "data", 32, None, None, seed=0)
@@ -48,19 +57,20 @@ def measure_card(
     }
     with torch.no_grad():
         return encoder_accuracies(
-            clip.visual, suite, class_embeddings=embeddings, metrics=list(metrics)
+            image_encoder_of(clip), suite, class_embeddings=embeddings, metrics=list(metrics)
         )
 
 
 def domain_sizes(domains: Sequence[str] = CARD_DOMAINS) -> dict[str, dict[str, int]]:
     """``{domain: {"classes", "train_images", "test_images"}}`` of the full splits."""
+    from ldifs_lightning.data.sized import dataset_length
     from ldifs_lightning.evaluation.suite import registry_suite
 
     return {
         d.name: {
             "classes": len(d.classnames),
-            "train_images": len(d.train),
-            "test_images": len(d.test),
+            "train_images": dataset_length(d.train),
+            "test_images": dataset_length(d.test),
         }
         for d in registry_suite(list(domains), "data", 32, None, None, seed=0)
     }

@@ -1,6 +1,32 @@
-"""Regularisers towards a reference model: pure torch, no Lightning."""
+"""Regularisers towards a reference model: plain torch ``nn.Module`` s, no Lightning.
 
-from ldifs_lightning.regularizers.l2sp import l2sp_penalty
-from ldifs_lightning.regularizers.ldifs import NORMALIZE_MODES, Normalize, ldifs_distance
+Each is chosen in YAML by ``class_path`` under ``model.init_args.regularizers`` and owns what it
+needs (LDIFS: a frozen pre-trained copy and its taps; L2SP: the pre-trained parameters). See
+:mod:`ldifs_lightning.regularizers.base` for the interface and ``docs/architecture.md`` for how to
+add one.
+"""
 
-__all__ = ["NORMALIZE_MODES", "Normalize", "l2sp_penalty", "ldifs_distance"]
+from ldifs_lightning.regularizers.base import (
+    Regularizer,
+    TrainingStep,
+    build_regularizer,
+    regularizer_spec,
+)
+from ldifs_lightning.regularizers.frozen_copy import EncoderSource, FrozenCopy
+from ldifs_lightning.regularizers.l2sp import L2SP, l2sp_penalty
+from ldifs_lightning.regularizers.ldifs import LDIFS, NORMALIZE_MODES, Normalize, ldifs_distance
+
+__all__ = [
+    "L2SP",
+    "LDIFS",
+    "NORMALIZE_MODES",
+    "EncoderSource",
+    "FrozenCopy",
+    "Normalize",
+    "Regularizer",
+    "TrainingStep",
+    "build_regularizer",
+    "l2sp_penalty",
+    "ldifs_distance",
+    "regularizer_spec",
+]

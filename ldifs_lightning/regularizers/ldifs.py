@@ -1,12 +1,30 @@
-"""LDIFS: l2 distance between fine-tuned and pre-trained intermediate features."""
+"""LDIFS: l2 distance between fine-tuned and pre-trained intermediate features.
+
+:func:`ldifs_distance` is the distance on lists of taps; :class:`LDIFS` is the regulariser that
+owns the frozen pre-trained copy, runs it on each training batch and compares its taps with the
+trainable encoder's.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
 
 import torch
+from torch import nn
 from torch.autograd.function import once_differentiable
+
+from ldifs_lightning.models.sharding import is_sharded, reshard
+from ldifs_lightning.models.taps import FeatureTaps
+from ldifs_lightning.regularizers.base import Regularizer, TrainingStep
+from ldifs_lightning.regularizers.frozen_copy import (
+    CheckpointReference,
+    EncoderSource,
+    FrozenCopy,
+    ReferenceDtype,
+    autocast_dtype,
+)
 
 Normalize = Literal["token", "channel", "none"]
 NORMALIZE_MODES: tuple[str, ...] = ("token", "channel", "none")
@@ -51,7 +69,7 @@ class _TapDistance(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: torch.autograd.function.FunctionCtx,
+        ctx: Any,
         feature: torch.Tensor,
         reference: torch.Tensor,
         dim: int | None,
@@ -75,7 +93,7 @@ class _TapDistance(torch.autograd.Function):
     @staticmethod
     @once_differentiable  # the written-out backward is not itself differentiable
     def backward(
-        ctx: torch.autograd.function.FunctionCtx, grad_out: torch.Tensor
+        ctx: Any, grad_out: torch.Tensor
     ) -> tuple[torch.Tensor | None, None, None, None, None]:
         if not ctx.needs_input_grad[0]:
             return None, None, None, None, None
@@ -153,3 +171,148 @@ def ldifs_distance(
         dtype = torch.promote_types(torch.promote_types(feature.dtype, ref.dtype), torch.float32)
         per_tap.append(_TapDistance.apply(feature, ref, dim, eps, dtype))
     return torch.stack(per_tap).mean(dim=0).mean()
+
+
+@contextlib.contextmanager
+def attention_fast_path_disabled() -> Iterator[None]:
+    """Make the frozen copy use the same attention kernels as the trainable encoder.
+
+    Without gradients and in eval mode, ``nn.MultiheadAttention`` switches to a fused "fast path"
+    whose rounding differs slightly; with it the LDIFS term of identical weights is ~1e-16, not 0.
+    """
+    previous = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(previous)
+
+
+@contextlib.contextmanager
+def same_matmul_kernels(module: nn.Module) -> Iterator[None]:
+    """Flag the frozen copy's parameters as requiring grad while it runs under ``no_grad``.
+
+    ``torch.matmul`` folds a non-contiguous 3-d input into one ``mm`` only when the weight requires
+    grad, else it runs a ``bmm``. ``nn.MultiheadAttention`` (batch_first) feeds its in-projection a
+    transposed input, so without this the frozen copy's in-projection is ~4x slower on CPU and
+    rounds differently from the trainable encoder's (LDIFS ~1e-15, not 0, at step 0 on ViT-B/32).
+    Under ``no_grad`` the flag records nothing.
+    """
+    frozen = [p for p in module.parameters() if not p.requires_grad]
+    # Autocast caches low-precision casts of float32 leaves that require grad until the outer
+    # autocast exits; for the frozen copy that would hold a second copy of its weights.
+    cache_enabled = torch.is_autocast_cache_enabled()
+    torch.set_autocast_cache_enabled(False)
+    for parameter in frozen:
+        parameter.requires_grad_(True)
+    try:
+        yield
+    finally:
+        for parameter in frozen:
+            parameter.requires_grad_(False)
+        torch.set_autocast_cache_enabled(cache_enabled)
+
+
+class LDIFS(Regularizer):
+    """LDIFS: the distance between the trainable encoder's taps and a frozen pre-trained copy's.
+
+    When bound, it copies the trainable encoder (the pre-trained weights) into a
+    :class:`FrozenCopy`. Each step the copy runs first, under ``no_grad`` in eval mode with the
+    same attention and matmul kernels as the trainable encoder (so identical weights give exactly
+    0), and only its taps are kept; the trainable encoder's taps come from its one forward.
+
+    Args:
+        weight: lambda, the weight of the term (the reference code's default is 10).
+        normalize: Feature normalisation: ``token`` (reference code), ``channel`` or ``none``
+            (see :func:`ldifs_distance`).
+        taps: Encoder module names whose outputs are compared; None uses the defaults
+            (:func:`~ldifs_lightning.models.default_tap_names`).
+        reference_dtype: How the copy stores its weights. ``auto``: under ``bf16-mixed`` /
+            ``16-mixed`` its matrix and convolution weights are kept in the autocast dtype, which
+            halves their memory; autocast rounds them to that dtype before every matmul anyway,
+            so the value is unchanged. ``float32``: always float32.
+        checkpoint_reference: ``auto``: checkpoints leave the copy out when it is rebuildable
+            from ``model_name`` / ``pretrained`` (they store its sha256; loading rebuilds and
+            checks it); ``always``: checkpoints hold it.
+
+    Example:
+        >>> from ldifs_lightning.models import create_clip
+        >>> encoder = create_clip("ldifs-tiny-vit").visual
+        >>> ldifs = LDIFS(weight=10.0)
+        >>> ldifs.bind(encoder, EncoderSource("ldifs-tiny-vit", None))
+        >>> step = TrainingStep(torch.randn(2, 3, 32, 32), torch.zeros(2), encoder)
+        >>> ldifs.before_forward(step)
+        >>> with FeatureTaps(encoder, ldifs.tap_names) as taps:
+        ...     step.embedding = encoder(step.images)
+        >>> step.features = dict(zip(ldifs.tap_names, taps.features()))
+        >>> ldifs(step).item()
+        0.0
+    """
+
+    name = "ldifs"
+
+    def __init__(
+        self,
+        weight: float = 10.0,
+        normalize: Normalize = "token",
+        taps: list[str] | None = None,
+        reference_dtype: ReferenceDtype = "auto",
+        checkpoint_reference: CheckpointReference = "auto",
+    ) -> None:
+        super().__init__(weight)
+        check_normalize(normalize)
+        if reference_dtype not in ("auto", "float32"):
+            raise ValueError(
+                f"reference_dtype={reference_dtype!r} is not one of ['auto', 'float32']"
+            )
+        if checkpoint_reference not in ("auto", "always"):
+            raise ValueError(
+                f"checkpoint_reference={checkpoint_reference!r} is not one of ['auto', 'always']"
+            )
+        self.normalize = normalize
+        self.taps = None if taps is None else list(taps)
+        self.reference_dtype = reference_dtype
+        self.checkpoint_reference = checkpoint_reference
+        self.reference: FrozenCopy | None = None
+        self._tap_names: list[str] = []
+        self._reference_taps: list[torch.Tensor] | None = None
+
+    def bind(self, encoder: nn.Module, source: EncoderSource) -> None:
+        self._tap_names = FeatureTaps(encoder, self.taps).names  # validates the names early
+        self.reference = FrozenCopy(encoder, source, self.checkpoint_reference)
+
+    @property
+    def tap_names(self) -> Sequence[str]:
+        return self._tap_names
+
+    def set_precision(self, precision: str) -> None:
+        if self.reference is not None:
+            target = autocast_dtype(precision) if self.reference_dtype == "auto" else None
+            self.reference.set_autocast_dtype(target)
+
+    def before_forward(self, step: TrainingStep) -> None:
+        """Run the frozen copy on the images and keep its taps (its activations are freed)."""
+        if self.reference is None:
+            raise RuntimeError("LDIFS is not bound to an encoder: call bind() first")
+        frozen = self.reference.encoder
+        sharded = is_sharded(frozen)
+        with (
+            torch.no_grad(),
+            attention_fast_path_disabled(),
+            # Not under FSDP2: its parameter hooks look at requires_grad (untested there).
+            contextlib.nullcontext() if sharded else same_matmul_kernels(frozen),
+            FeatureTaps(frozen, self._tap_names) as ref_taps,
+        ):
+            frozen(step.images)
+        if sharded:
+            # An FSDP root keeps its own parameters gathered after its forward, expecting a
+            # backward that never comes for the frozen copy: free them now.
+            reshard(frozen)
+        self._reference_taps = ref_taps.features()
+
+    def forward(self, step: TrainingStep) -> torch.Tensor:
+        reference, self._reference_taps = self._reference_taps, None
+        if reference is None:
+            raise RuntimeError("LDIFS.forward without before_forward on the same step")
+        features = [step.features[name] for name in self._tap_names]
+        return ldifs_distance(features, reference, self.normalize)

@@ -1,4 +1,11 @@
-"""Measured numbers in the README, docs and model card, rendered from the JSON runs write.
+"""Results as files and text: run reports (CSV, console tables, plots) and the docs' tables.
+
+Run reports, written by the callbacks and the demo: ``csv_files`` (``forgetting.csv``,
+``wiseft.csv``), ``console`` (the tables printed at fit end and by the demo) and ``plots``
+(``forgetting.png``, ``wiseft.png``, the demo's ``comparison.png``); every file goes through
+``ldifs_lightning.atomic.atomic_write``.
+
+Measured numbers in the README, docs and model card are rendered from the JSON runs write.
 
 Every measured table (and every sentence quoting a measured number) in ``README.md``,
 ``docs/demo.md`` and ``ldifs_lightning/pretrained/MODEL_CARD.md`` sits between marker comments and

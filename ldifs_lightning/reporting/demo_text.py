@@ -1,4 +1,4 @@
-"""The demo's and the lambda sweep's tables and findings, from ``python -m ldifs_lightning.demo``'s
+"""The demo's and the lambda sweep's tables and findings, from ``ldifs demo``'s
 ``summary.json`` (``{run name: row}``; rows as written by ``ldifs_lightning.demo.run_method``).
 
 Every function is pure: JSON-like dicts in, Markdown out. Findings quote only numbers computed

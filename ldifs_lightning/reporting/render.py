@@ -36,7 +36,7 @@ REFERENCE = "benchmarks/results/reference_copy.json"
 #: The commands that write each JSON (``make results`` runs the first three).
 SOURCES: dict[str, str] = {
     DEMO: "make demo && cp runs/demo/summary.json docs/results/demo.json (or make results)",
-    SWEEP: "python -m ldifs_lightning.demo --sweep --out runs/sweep && cp runs/sweep/summary.json "
+    SWEEP: "ldifs demo --sweep --out runs/sweep && cp runs/sweep/summary.json "
     "docs/results/lambda_sweep.json (or make results)",
     CARD: "python -m ldifs_lightning.pretrained.build --card",
     PROBE: "python benchmarks/linear_probe_vs_sklearn.py",

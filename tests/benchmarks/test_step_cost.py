@@ -1,16 +1,22 @@
-"""benchmarks/step_cost.py: smoke report shape, bad arguments, peak-memory accounting, rendering."""
+"""benchmarks/step_cost.py: smoke report shape, bad arguments, the methods it builds from their
+configs, peak-memory accounting, rendering."""
 
 import importlib.util
 import json
 import math
+import re
 import statistics
 import subprocess
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
+from ldifs_lightning.modules import FineTuneModule, FLYPModule
+from ldifs_lightning.regularizers import L2SP, LDIFS
 from ldifs_lightning.reporting import benchmark_text
+from tests.conftest import TINY_VIT
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = importlib.util.spec_from_file_location("step_cost", REPO / "benchmarks" / "step_cost.py")
@@ -96,14 +102,106 @@ def test_gpu_script_checks_its_argument_and_the_device(tmp_path):
     assert not (tmp_path / "out").exists()  # fails before writing anything
 
 
-def test_method_options_come_from_the_method_configs():
-    assert step_cost.method_options("LDIFS")["ldifs_weight"] == 10.0
-    assert step_cost.method_options("L2SP")["l2sp_weight"] == 0.5
-    assert step_cost.method_options("LS")["label_smoothing"] == 0.1
-    assert step_cost.method_options("FLYP-CE")["loss"] == "flyp_ce"
-    lp = step_cost.method_options("LP")
-    assert (lp["trainable"], lp["head_init"]) == ("head", "zeroshot")
-    assert not {"model_name", "pretrained"} & set(lp)
+def test_methods_are_built_from_the_method_configs():
+    built = {method: step_cost.build_module(method, TINY_VIT) for method in step_cost.METHODS}
+    for method, module in built.items():
+        assert module.encoder_source.pretrained is None, method  # random weights
+        assert module.model_name == TINY_VIT and module.training, method
+        spec = step_cost.method_spec(method)
+        assert not {"model_name", "pretrained"} & set(spec["init_args"]), method
+
+    def terms(method):
+        return [(type(r), r.weight) for r in built[method].regularizers]
+
+    assert terms("LDIFS") == [(LDIFS, 10.0)]
+    assert terms("L2SP") == [(L2SP, 0.5)]
+    for method in ("FT", "LS", "FLYP", "FLYP-CE", "LP"):
+        assert terms(method) == [], method
+    for method in ("FT", "LS", "L2SP", "LDIFS", "LP"):
+        assert isinstance(built[method], FineTuneModule), method
+    assert [built[m].label_smoothing for m in ("FT", "LS")] == [0.0, 0.1]
+    assert [(type(built[m]), built[m].loss) for m in ("FLYP", "FLYP-CE")] == [
+        (FLYPModule, "contrastive"),
+        (FLYPModule, "cross_entropy"),
+    ]
+    lp = built["LP"]
+    assert (lp.freeze_encoder, lp.head_init) == (True, "zeroshot")
+    assert not any(p.requires_grad for p in lp.image_encoder.parameters())
+    assert not any(built[m].freeze_encoder for m in step_cost.METHODS if m != "LP")
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        (
+            {"class_path": "ldifs_lightning.LDIFSModule", "init_args": {"trainable": "head"}},
+            r"lp\.yaml: LDIFSModule takes no argument \['trainable'\]; allowed: \[",
+        ),
+        (
+            {"class_path": "torch.nn.Linear"},
+            r"lp\.yaml: model\.class_path 'torch\.nn\.Linear' is not a fine-tuning module",
+        ),
+        ({"init_args": {}}, r"lp\.yaml: no model\.class_path"),
+    ],
+    ids=["unknown_argument", "not_a_fine_tuner", "no_class_path"],
+)
+def test_a_method_config_the_benchmark_cannot_build_fails_in_one_line(
+    model, message, tmp_path, monkeypatch, capsys
+):
+    (tmp_path / "lp.yaml").write_text(yaml.safe_dump({"model": model}))
+    monkeypatch.setattr(step_cost, "METHOD_CONFIGS", tmp_path)
+    with pytest.raises(ValueError, match=message) as error:
+        step_cost.build_module("LP", TINY_VIT)
+    assert "\n" not in str(error.value)
+
+    # The command line checks every chosen method's config before measuring anything.
+    ft = {"class_path": "ldifs_lightning.modules.FineTuneModule"}
+    (tmp_path / "ft.yaml").write_text(yaml.safe_dump({"model": ft}))
+    with pytest.raises(SystemExit) as exit_info:
+        step_cost.parse_args(["--methods", "FT", "LP"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1
+    assert err.startswith("step_cost.py: error: --methods LP: ") and re.search(message, err)
+
+
+@pytest.mark.parametrize(
+    ("method_model", "expected"),
+    [
+        (  # same class: the method's values win, the base's others stay
+            {"class_path": "ldifs_lightning.LDIFSModule", "init_args": {"warmup_steps": 9}},
+            {
+                "class_path": "ldifs_lightning.LDIFSModule",
+                "init_args": {"ldifs_weight": 3.0, "lr": 0.5, "warmup_steps": 9},
+            },
+        ),
+        (  # another class: the base's arguments it does not take (ldifs_weight) are dropped
+            {
+                "class_path": "ldifs_lightning.modules.FLYPModule",
+                "init_args": {"loss": "cross_entropy", "warmup_steps": 9},
+            },
+            {
+                "class_path": "ldifs_lightning.modules.FLYPModule",
+                "init_args": {"lr": 0.5, "warmup_steps": 9, "loss": "cross_entropy"},
+            },
+        ),
+    ],
+    ids=["same_class", "other_class"],
+)
+def test_a_config_includes_its_base_config(method_model, expected, tmp_path):
+    base = {
+        "trainer": {"precision": "32-true"},
+        "model": {
+            "class_path": "ldifs_lightning.LDIFSModule",
+            "init_args": {"ldifs_weight": 3.0, "lr": 0.5, "warmup_steps": 7},
+        },
+    }
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "b.yaml").write_text(yaml.safe_dump(base))
+    method = tmp_path / "methods" / "m.yaml"
+    method.parent.mkdir()
+    # ``config:`` first, as in configs/methods/: the method's own keys come after the base's.
+    method.write_text("config: ../base/b.yaml\n" + yaml.safe_dump({"model": method_model}))
+    assert step_cost.model_section(method) == expected
 
 
 def test_cpu_peak_is_resident_plus_the_highest_net_allocation():

@@ -11,7 +11,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import TensorDataset
 
-from ldifs_lightning import LDIFSModule
+from ldifs_lightning import FLYPModule, LDIFSModule
 from ldifs_lightning.callbacks import ConceptForgettingCallback
 from ldifs_lightning.data import FineTuneDataModule
 from ldifs_lightning.evaluation import forgetting as forgetting_functions
@@ -237,14 +237,11 @@ def test_unwritable_cache_falls_back_with_a_warning(tmp_path):
 
 def test_flyp_zero_shot_uses_the_current_text_tower(tmp_path, monkeypatch):
     data = FineTuneDataModule("shapes", image_size=32, batch_size=16, max_train_samples=32)
-    module = LDIFSModule(
+    module = FLYPModule(
         data.classnames,
         data.templates,
         model_name=TINY_VIT,
         pretrained=None,
-        ldifs_weight=0.0,
-        loss="flyp",
-        trainable="both_towers",
         lr=1e-3,
         warmup_steps=1,
     )

@@ -18,6 +18,7 @@ DATA_CONFIGS = sorted(
     path for path in (REPO / "configs" / "data").glob("*.yaml") if path.stem != "folder"
 )
 METHOD = REPO / "configs" / "methods" / "ldifs.yaml"
+BASE = REPO / "configs" / "base" / "vit_b32.yaml"
 REFERENCE_EPOCHS = {
     "cars": 35,
     "dtd": 76,
@@ -76,9 +77,13 @@ def test_data_config_declares_a_foreign_suite(config):
 
 
 def test_method_config_holds_the_reference_hyper_parameters():
-    loaded = yaml.safe_load(METHOD.read_text())
-    init_args = loaded["model"]["init_args"]
-    assert loaded["model"]["class_path"] == "ldifs_lightning.LDIFSModule"
+    # The reference ViT-B/32 setup lives once, in the base every method config builds on.
+    base = yaml.safe_load(BASE.read_text())
+    method = yaml.safe_load(METHOD.read_text())
+    assert method["config"] == "../base/vit_b32.yaml"
+    init_args = {**base["model"]["init_args"], **method["model"]["init_args"]}
+    assert base["model"]["class_path"] == "ldifs_lightning.FineTuneModule"
+    assert method["model"]["class_path"] == "ldifs_lightning.LDIFSModule"
     assert (init_args["model_name"], init_args["pretrained"]) == ("ViT-B-32", "openai")
     assert (init_args["lr"], init_args["weight_decay"], init_args["warmup_steps"]) == (
         1e-5,
@@ -86,10 +91,11 @@ def test_method_config_holds_the_reference_hyper_parameters():
         500,
     )
     assert (init_args["ldifs_weight"], init_args["normalize"]) == (10.0, "token")
-    assert loaded["trainer"] == {"precision": "32-true", "gradient_clip_val": 1.0}
+    assert base["trainer"] == {"precision": "32-true", "gradient_clip_val": 1.0}
+    assert base["seed_everything"] == 0
 
 
-@pytest.mark.parametrize("config", [*DATA_CONFIGS, METHOD], ids=lambda path: path.stem)
+@pytest.mark.parametrize("config", [*DATA_CONFIGS, METHOD, BASE], ids=lambda path: path.stem)
 def test_every_key_is_commented(config):
     lines = config.read_text().splitlines()
     structural = ("trainer:", "model:", "data:", "class_path:", "init_args:")

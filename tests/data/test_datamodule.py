@@ -1,7 +1,10 @@
+import inspect
+import pickle
 import urllib.request
 
 import pytest
 import torch
+from jsonargparse import ArgumentParser
 from torchvision.datasets import FakeData
 
 from ldifs_lightning.data import FineTuneDataModule, list_datasets
@@ -39,6 +42,24 @@ def test_shuffle_and_augmentation_depend_only_on_seed_and_epoch():
 
     assert torch.equal(first_batch(0), first_batch(0))
     assert not torch.equal(first_batch(0), first_batch(1))
+
+
+def _training_order(shuffle_seed: int) -> list[int]:
+    data = FineTuneDataModule(
+        "shapes", image_size=32, max_train_samples=200, shuffle_seed=shuffle_seed
+    )
+    data.setup("fit")
+    sampler = data.train_dataloader().sampler
+    sampler.set_epoch(0)
+    return [index for index, _ in sampler]
+
+
+def test_shuffle_seed_sets_the_training_order():
+    first = _training_order(shuffle_seed=0)
+    assert sorted(first) == list(range(200))  # a permutation of the train samples
+    assert first != sorted(first)
+    assert _training_order(shuffle_seed=0) == first
+    assert _training_order(shuffle_seed=1) != first
 
 
 def test_bad_caps_are_rejected():
@@ -112,6 +133,45 @@ def test_user_datasets_with_class_names():
     assert (len(data.train_set), len(data.val_set), len(data.test_set)) == (36, 4, 12)
     images, labels = next(iter(data.test_dataloader()))
     assert images.shape == (4, 3, 32, 32) and int(labels.max()) < 3
+
+
+def test_user_datasets_save_the_same_hyperparameters_as_a_registry_dataset():
+    train = FakeData(size=20, image_size=(3, 8, 8), num_classes=2)
+    data = FineTuneDataModule.from_datasets(train, ["a", "b"], name="mine", batch_size=4)
+    registry = FineTuneDataModule("shapes", batch_size=4)
+    assert dict(data.hparams) == {**dict(registry.hparams), "dataset": "mine"}
+    assert data.info.name == "mine" and data.info.classnames == ("a", "b")
+    # The registry is untouched: building one more module by name still looks the name up.
+    with pytest.raises(ValueError, match="unknown dataset 'mine'"):
+        FineTuneDataModule("mine")
+
+
+def test_user_datasets_reject_a_dataset_argument():
+    with pytest.raises(TypeError, match="multiple values for keyword argument 'dataset'"):
+        FineTuneDataModule.from_datasets(FakeData(size=4), ["a"], dataset="shapes")
+
+
+def test_the_cli_sees_only_the_public_constructor_arguments():
+    parser = ArgumentParser()
+    parser.add_class_arguments(FineTuneDataModule, "data")
+    seen = {action.dest.removeprefix("data.") for action in parser._actions}
+    public = [name for name in inspect.signature(FineTuneDataModule).parameters if name[0] != "_"]
+    assert set(public) <= seen
+    assert not {name for name in seen if name.startswith("_")} - {"__path__"}
+    assert "_info" not in seen
+
+
+def test_user_dataset_loaders_pickle_for_worker_processes():
+    train = FakeData(size=20, image_size=(3, 8, 8), num_classes=2, random_offset=0)
+    data = FineTuneDataModule.from_datasets(
+        train, ["a", "b"], test_dataset=train, image_size=16, batch_size=4
+    )
+    data.setup("fit")
+    data.setup("test")
+    for loader in (data.train_dataloader(), data.test_dataloader()):
+        copy = pickle.loads(pickle.dumps(loader.dataset))  # what a spawned worker receives
+        key = (3, 12345)  # (index, sample seed): the augmentation is seeded, so comparable
+        assert torch.equal(copy[key][0], loader.dataset[key][0])
 
 
 class _NoNetwork(Exception):

@@ -2,7 +2,7 @@ import hashlib
 
 import numpy as np
 
-from ldifs_lightning.data.shapes import SHAPE_CLASSNAMES, generate_shapes
+from ldifs_lightning.data.domains.shapes import SHAPE_CLASSNAMES, generate_shapes
 
 
 def test_same_seed_gives_identical_bytes():

@@ -359,6 +359,7 @@ def test_bad_training_data(change, message: str) -> None:
         ({"num_classes": 1}, "num_classes must be >= 2, got 1"),
         ({"max_iter": 0}, "max_iter must be >= 1"),
         ({"dtype": torch.float16}, "dtype must be torch.float32 or torch.float64"),
+        ({"solver": "newton"}, r"solver must be one of \['custom', 'torch_lbfgs'\], got 'newton'"),
     ],
 )
 def test_bad_options(kwargs: dict, message: str) -> None:
@@ -379,3 +380,67 @@ def test_bad_test_data() -> None:
         linear_probe_accuracy(features, labels, torch.randn(2, 4), torch.tensor([0, 3]))
     with pytest.raises(ValueError, match=r"test_labels must have shape \[2\]"):
         linear_probe_accuracy(features, labels, torch.randn(2, 4), torch.tensor([0]))
+
+
+def _objective_and_gradient(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    l2: float,
+) -> tuple[float, torch.Tensor]:
+    """``mean CE + l2 ||W||^2`` and its gradient, written out in float64 on uncentred features."""
+    x, weight, bias = features.double(), weight.double(), bias.double()
+    logits = x @ weight.t() + bias
+    log_probs = logits - logits.logsumexp(dim=1, keepdim=True)
+    loss = -log_probs[torch.arange(len(labels)), labels].mean() + l2 * weight.pow(2).sum()
+    residual = (log_probs.exp() - F.one_hot(labels, weight.shape[0]).double()) / len(labels)
+    gradient = torch.cat([(residual.t() @ x + 2.0 * l2 * weight).ravel(), residual.sum(dim=0)])
+    return loss.item(), gradient
+
+
+@pytest.mark.parametrize("solver", ["custom", "torch_lbfgs"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_both_solvers_reach_the_sklearn_optimum(solver: str, dtype: torch.dtype) -> None:
+    features, labels = _gaussian_classes(800, 24, 4, separation=2.0, seed=8, offset=3.0)
+    l2 = 5e-4
+    probe = fit_linear_probe(
+        features, labels, l2_grid=[l2], dtype=dtype, tol=1e-6, max_iter=2000, solver=solver
+    )
+    reference = LogisticRegression(C=_sklearn_c(l2, 800, 4), tol=1e-12, max_iter=20_000)
+    reference.fit(features.double().numpy(), labels.numpy())
+    optimum, _ = _objective_and_gradient(
+        features,
+        labels,
+        torch.from_numpy(reference.coef_),
+        torch.from_numpy(reference.intercept_),
+        l2,
+    )
+    loss, gradient = _objective_and_gradient(features, labels, probe.weight, probe.bias, l2)
+    # Convex objective: sklearn's value is the optimum up to its own (tiny) tolerance. Stopping at
+    # max |grad| <= 1e-6 with 100 parameters and curvature >= 2 * l2 = 1e-3 along the weights
+    # leaves at most 100 * 1e-12 / (2 * 1e-3) = 5e-8 above it; float32 rounding adds more.
+    assert loss >= optimum - 1e-9
+    assert loss - optimum <= (1e-7 if dtype == torch.float64 else 1e-6)
+    assert gradient.abs().max().item() <= (1e-5 if dtype == torch.float64 else 1e-4)
+
+
+def test_solvers_choose_the_same_l2_and_agree_on_accuracy() -> None:
+    features, labels = _anisotropic_classes(2000, 32, 3, separation=0.3, seed=11)
+    train_x, train_y, test_x, test_y = (
+        features[:1000],
+        labels[:1000],
+        features[1000:],
+        labels[1000:],
+    )
+    custom, custom_probe = linear_probe_accuracy(train_x, train_y, test_x, test_y)
+    torch_, torch_probe = linear_probe_accuracy(
+        train_x, train_y, test_x, test_y, solver="torch_lbfgs"
+    )
+    assert torch_probe.l2 == custom_probe.l2
+    assert list(torch_probe.val_accuracy) == list(custom_probe.val_accuracy)
+    for l2, accuracy in custom_probe.val_accuracy.items():
+        assert abs(torch_probe.val_accuracy[l2] - accuracy) <= 2 / 200  # 200 held-out rows
+    assert abs(torch_ - custom) <= 0.005
+    again = fit_linear_probe(train_x, train_y, solver="torch_lbfgs")
+    assert torch.equal(again.weight, torch_probe.weight)  # deterministic

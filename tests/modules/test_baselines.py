@@ -1,4 +1,5 @@
-"""The paper's baselines as options of LDIFSModule, each checked against a value computed here."""
+"""The paper's baselines as compositions of the fine-tuning modules, each checked against a value
+computed here."""
 
 from types import SimpleNamespace
 
@@ -8,11 +9,12 @@ import torch.nn.functional as F
 from open_clip import ClipLoss
 from torch.utils.data import DataLoader, TensorDataset
 
-from ldifs_lightning import LDIFSModule
+from ldifs_lightning import FineTuneModule, FLYPModule, LDIFSModule
 from ldifs_lightning.callbacks import WiSEFTCallback
 from ldifs_lightning.data import FineTuneDataModule
 from ldifs_lightning.evaluation.linear_probe import fit_linear_probe
 from ldifs_lightning.models.text_tower import sample_captions
+from ldifs_lightning.regularizers import L2SP, LDIFS
 from tests.conftest import CLASSNAMES, TEMPLATES, TINY_RN, TINY_VIT, quiet_trainer
 
 
@@ -20,6 +22,18 @@ def _module(**overrides) -> LDIFSModule:
     kwargs = dict(model_name=TINY_VIT, pretrained=None, lr=1e-3, warmup_steps=1, ldifs_weight=0.0)
     kwargs.update(overrides)
     return LDIFSModule(CLASSNAMES, TEMPLATES, **kwargs)
+
+
+def _finetune(**overrides) -> FineTuneModule:
+    kwargs = dict(model_name=TINY_VIT, pretrained=None, lr=1e-3, warmup_steps=1)
+    kwargs.update(overrides)
+    return FineTuneModule(CLASSNAMES, TEMPLATES, **kwargs)
+
+
+def _flyp(**overrides) -> FLYPModule:
+    kwargs = dict(model_name=TINY_VIT, pretrained=None, lr=1e-3, warmup_steps=1)
+    kwargs.update(overrides)
+    return FLYPModule(CLASSNAMES, TEMPLATES, **kwargs)
 
 
 def _batch(n: int = 6):
@@ -33,7 +47,7 @@ def _capture_logs(module):
 
 
 def test_l2sp_term_equals_sum_of_squared_differences_and_runs_no_frozen_forward():
-    module = _module(l2sp_weight=0.5)
+    module = _finetune(regularizers=[L2SP(weight=0.5)])
     with torch.no_grad():
         for p in module.image_encoder.parameters():
             p.add_(0.01 * torch.randn_like(p))
@@ -62,7 +76,7 @@ def test_label_smoothing_matches_torch_cross_entropy():
 
 
 def test_flyp_loss_equals_open_clip_clip_loss():
-    module = _module(loss="flyp", trainable="both_towers")
+    module = _flyp()
     images, labels = _batch()
     logged = _capture_logs(module)
     module.training_step((images, labels), 0)
@@ -75,7 +89,7 @@ def test_flyp_loss_equals_open_clip_clip_loss():
 
 
 def test_flyp_ce_is_cross_entropy_over_one_caption_per_class():
-    module = _module(loss="flyp_ce", trainable="both_towers")
+    module = _flyp(loss="cross_entropy")
     images, labels = _batch()
     logged = _capture_logs(module)
     module.training_step((images, labels), 0)
@@ -88,7 +102,7 @@ def test_flyp_ce_is_cross_entropy_over_one_caption_per_class():
 
 
 def test_flyp_trains_text_tower_and_evaluates_with_it(tmp_path):
-    module = _module(loss="flyp", trainable="both_towers")
+    module = _flyp()
     text_before = {k: v.clone() for k, v in module.text_tower.state_dict().items()}
     data = DataLoader(TensorDataset(*_batch(12)), batch_size=6)
     quiet_trainer(tmp_path, max_steps=-1, max_epochs=1).fit(
@@ -103,7 +117,7 @@ def test_flyp_trains_text_tower_and_evaluates_with_it(tmp_path):
 
 
 def test_linear_probing_trains_only_the_head(tmp_path):
-    module = _module(trainable="head")
+    module = _finetune(freeze_encoder=True)
     encoder_before = {k: v.clone() for k, v in module.image_encoder.state_dict().items()}
     head_before = module.head.weight.clone()
     data = DataLoader(TensorDataset(*_batch(12)), batch_size=6)
@@ -171,7 +185,7 @@ def test_flyp_loss_follows_the_current_trainers_world_size_and_rank(tmp_path, mo
     ours. This proves the loss is built from the current trainer's world size and rank and uses
     the gathered features; it does not exercise torch.distributed itself.
     """
-    module = _module(loss="flyp", trainable="both_towers")
+    module = _flyp()
     data = DataLoader(TensorDataset(*_batch(12)), batch_size=6)
     quiet_trainer(tmp_path, max_steps=1).fit(module, data)  # first fit: one process
 
@@ -188,7 +202,7 @@ def test_flyp_loss_follows_the_current_trainers_world_size_and_rank(tmp_path, mo
     images, labels = _batch()
     with torch.no_grad():
         embedding = module.image_encoder(images)
-        loss, _ = module._flyp(embedding, labels)
+        loss, _ = module.task_loss(embedding, labels)
 
         captions = sample_captions(CLASSNAMES, TEMPLATES, labels, torch.Generator().manual_seed(0))
         all_image = torch.cat([other_image, F.normalize(embedding, dim=-1)])
@@ -223,32 +237,51 @@ def test_wiseft_callback_endpoints_and_report(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("overrides", "message"),
+    ("build", "message"),
     [
-        ({"ldifs_weight": 1.0, "l2sp_weight": 0.5}, "use at most one regulariser"),
-        ({"trainable": "head", "l2sp_weight": 0.5}, r"trainable='head' \(linear probing\)"),
-        ({"loss": "flyp"}, "FLYP losses .* need trainable='both_towers'"),
-        ({"trainable": "both_towers"}, "FLYP losses"),
-        ({"loss": "flyp", "trainable": "both_towers", "head_init": "random"}, "always zero-shot"),
-        ({"label_smoothing": 1.0}, r"label_smoothing=1.0 must be in \[0, 1\)"),
+        (
+            lambda: _finetune(freeze_encoder=True, regularizers=[L2SP(weight=0.5)]),
+            r"freeze_encoder=True \(linear probing\) keeps the encoder fixed, so the "
+            r"regularisers \['L2SP'\] have nothing to do",
+        ),
+        (lambda: _finetune(label_smoothing=1.0), r"label_smoothing=1.0 must be in \[0, 1\)"),
+        (lambda: _finetune(head_init="probe"), r"head_init='probe' is not one of"),
+        (
+            lambda: _flyp(loss="flyp"),
+            r"loss='flyp' is not one of \['contrastive', 'cross_entropy'\]",
+        ),
+        (lambda: L2SP(weight=-1.0), r"L2SP: weight=-1.0 must be >= 0"),
+        (
+            lambda: _finetune(regularizers=[{"class_path": "torch.nn.Linear"}]),
+            r"class_path 'torch.nn.Linear' is not a subclass of .*Regularizer",
+        ),
+        (
+            lambda: _finetune(regularizers=[{"class_path": "no.such.Term"}]),
+            r"class_path 'no.such.Term' does not name an importable class",
+        ),
     ],
 )
-def test_bad_combinations(overrides, message):
+def test_bad_combinations(build, message):
     with pytest.raises(ValueError, match=message):
-        _module(**overrides)
+        build()
 
 
 def test_flyp_without_templates_fails():
     with pytest.raises(ValueError, match="templates is empty"):
-        LDIFSModule(
-            CLASSNAMES,
-            [],
-            model_name=TINY_VIT,
-            pretrained=None,
-            loss="flyp",
-            trainable="both_towers",
-            ldifs_weight=0.0,
-        )
+        FLYPModule(CLASSNAMES, [], model_name=TINY_VIT, pretrained=None)
+
+
+def test_ldifs_and_l2sp_compose_into_one_loss():
+    """Both terms at once: the loss is CE + 2 x LDIFS + 0.5 x L2SP, each logged on its own."""
+    module = _finetune(regularizers=[LDIFS(weight=2.0), L2SP(weight=0.5)])
+    with torch.no_grad():
+        for p in module.image_encoder.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    logged = _capture_logs(module)
+    loss = module.training_step(_batch(), 0)
+    assert logged["train/ldifs"] > 0 and logged["train/l2sp"] > 0
+    expected = logged["train/ce"] + 2.0 * logged["train/ldifs"] + 0.5 * logged["train/l2sp"]
+    torch.testing.assert_close(loss.detach(), expected)
 
 
 def test_wise_alpha_outside_unit_interval_fails():
@@ -271,13 +304,12 @@ def test_lpft_without_a_training_split_fails(tmp_path):
 
 
 def test_linear_probing_keeps_batchnorm_statistics_fixed(tmp_path):
-    module = LDIFSModule(
+    module = FineTuneModule(
         CLASSNAMES,
         TEMPLATES,
         model_name=TINY_RN,
         pretrained=None,
-        ldifs_weight=0.0,
-        trainable="head",
+        freeze_encoder=True,
         lr=1e-2,
         warmup_steps=1,
     )

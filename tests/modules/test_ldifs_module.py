@@ -5,8 +5,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from ldifs_lightning import LDIFSModule
+from ldifs_lightning import FineTuneModule, LDIFSModule
 from ldifs_lightning.modules.schedule import warmup_cosine_factor
+from ldifs_lightning.regularizers import L2SP, TrainingStep
 from tests.conftest import CLASSNAMES, TEMPLATES, TINY_VIT, quiet_trainer
 
 
@@ -14,6 +15,13 @@ def _module(**overrides) -> LDIFSModule:
     kwargs = dict(model_name=TINY_VIT, pretrained=None, lr=1e-3, warmup_steps=1)
     kwargs.update(overrides)
     return LDIFSModule(CLASSNAMES, TEMPLATES, **kwargs)
+
+
+def _ldifs_value(module: LDIFSModule, images: torch.Tensor) -> torch.Tensor:
+    """The LDIFS term of one training step on ``images`` (the module's first regulariser)."""
+    step = TrainingStep(images, torch.zeros(len(images)), module.image_encoder, module.head)
+    step.embedding = module.encode_step(step)
+    return module.regularizers[0](step)
 
 
 def _loader(num: int = 16) -> DataLoader:
@@ -24,8 +32,7 @@ def _loader(num: int = 16) -> DataLoader:
 
 def test_ldifs_term_is_exactly_zero_at_the_first_step():
     module = _module().train()
-    _, distance = module._loss_terms(torch.randn(4, 3, 32, 32))
-    assert distance.item() == 0.0
+    assert _ldifs_value(module, torch.randn(4, 3, 32, 32)).item() == 0.0
 
 
 def test_ldifs_term_is_exactly_zero_at_the_first_step_on_vit_b_32():
@@ -33,8 +40,7 @@ def test_ldifs_term_is_exactly_zero_at_the_first_step_on_vit_b_32():
     as one mm or as a bmm depending on requires_grad; both encoders must take the same kernels."""
     torch.manual_seed(0)
     module = _module(model_name="ViT-B-32").train()
-    _, distance = module._loss_terms(torch.randn(2, 3, 224, 224))
-    assert distance.item() == 0.0
+    assert _ldifs_value(module, torch.randn(2, 3, 224, 224)).item() == 0.0
     assert all(not p.requires_grad for p in module.reference_encoder.parameters())
 
 
@@ -53,8 +59,7 @@ def test_training_makes_ldifs_positive_and_leaves_frozen_copy_untouched(tmp_path
     )
     assert not module.reference_encoder.training
     assert all(not p.requires_grad for p in module.reference_encoder.parameters())
-    _, distance = module.train()._loss_terms(torch.randn(4, 3, 32, 32))
-    assert distance.item() > 0
+    assert _ldifs_value(module.train(), torch.randn(4, 3, 32, 32)).item() > 0
 
 
 def test_optimizer_holds_no_frozen_parameter(tmp_path):
@@ -79,7 +84,7 @@ def test_zero_weight_never_runs_a_frozen_copy(tmp_path, monkeypatch):
     assert module.reference_encoder is None
     calls = []
     monkeypatch.setattr(
-        "ldifs_lightning.modules.ldifs_module.ldifs_distance", lambda *a, **k: calls.append(a)
+        "ldifs_lightning.regularizers.ldifs.ldifs_distance", lambda *a, **k: calls.append(a)
     )
     quiet_trainer(tmp_path, max_steps=2).fit(module, _loader())
     assert calls == []
@@ -104,7 +109,7 @@ def test_loss_is_cross_entropy_plus_weighted_distance():
     [
         ({"ldifs_weight": 0.0}, None),
         ({"ldifs_weight": 2.0}, "train/ldifs"),
-        ({"ldifs_weight": 0.0, "l2sp_weight": 0.5}, "train/l2sp"),
+        ({"ldifs_weight": 0.0, "regularizers": [L2SP(weight=0.5)]}, "train/l2sp"),
     ],
 )
 def test_only_the_active_regulariser_is_logged(tmp_path, weights, regulariser):
@@ -138,19 +143,25 @@ def _fit_recording_warnings(tmp_path, module) -> tuple[list[str], bool]:
 
 
 @pytest.mark.parametrize(
-    "overrides",
-    [{}, {"ldifs_weight": 0.0, "l2sp_weight": 0.5}, {"ldifs_weight": 0.0, "trainable": "head"}],
+    "build",
+    [
+        lambda: _module(),
+        lambda: _module(ldifs_weight=0.0, regularizers=[L2SP(weight=0.5)]),
+        lambda: FineTuneModule(
+            CLASSNAMES, TEMPLATES, model_name=TINY_VIT, pretrained=None, freeze_encoder=True
+        ),
+    ],
     ids=["ldifs", "l2sp", "linear_probing"],
 )
-def test_intended_eval_mode_modules_do_not_warn(tmp_path, overrides):
-    messages, restored = _fit_recording_warnings(tmp_path, _module(**overrides))
+def test_intended_eval_mode_modules_do_not_warn(tmp_path, build):
+    messages, restored = _fit_recording_warnings(tmp_path, build())
     assert messages == []
     assert restored  # the filter lived only for the fit loop's check
 
 
 def test_another_module_in_eval_mode_still_warns(tmp_path):
     module = _module()
-    frozen = len(list(module.reference_encoder.modules()))
+    frozen = len(list(module.regularizers[0].reference.modules()))  # the copy and its wrapper
     module.user_part = nn.Linear(2, 2).eval()  # not ours: Lightning must still say so
     messages, restored = _fit_recording_warnings(tmp_path, module)
     assert messages == [
@@ -161,16 +172,16 @@ def test_another_module_in_eval_mode_still_warns(tmp_path):
 
 
 def test_bf16_mixed_runs_the_frozen_copy_under_the_same_autocast(tmp_path, monkeypatch):
-    from ldifs_lightning.modules import ldifs_module
+    from ldifs_lightning.regularizers import ldifs as ldifs_regularizer
 
     seen = []
-    real = ldifs_module.ldifs_distance
+    real = ldifs_regularizer.ldifs_distance
 
     def spy(features, reference, normalize):
         seen.append(({f.dtype for f in features}, {r.dtype for r in reference}))
         return real(features, reference, normalize)
 
-    monkeypatch.setattr(ldifs_module, "ldifs_distance", spy)
+    monkeypatch.setattr(ldifs_regularizer, "ldifs_distance", spy)
     module = _module()
     quiet_trainer(tmp_path, max_steps=1, precision="bf16-mixed").fit(module, _loader())
     assert seen == [({torch.bfloat16}, {torch.bfloat16})]
@@ -238,7 +249,7 @@ def test_checkpoint_of_quick_gelu_weights_loads_with_quick_gelu(tmp_path, monkey
     from open_clip.transformer import QuickGELU
 
     monkeypatch.setattr(
-        "ldifs_lightning.modules.ldifs_module.uses_quick_gelu", lambda name, pretrained: True
+        "ldifs_lightning.modules.fine_tuner.uses_quick_gelu", lambda name, pretrained: True
     )
     module = _module()
     trainer = quiet_trainer(tmp_path, max_steps=1)

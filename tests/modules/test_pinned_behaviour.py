@@ -21,7 +21,8 @@ def _module(**overrides) -> LDIFSModule:
 def _encoder_grads(module: LDIFSModule, batch) -> dict[str, torch.Tensor]:
     module.zero_grad()
     module.train()
-    module.training_step(batch, 0).backward()  # logs warn without a Trainer: harmless
+    module.log = lambda *args, **kwargs: None  # no Trainer attached: nothing to log to
+    module.training_step(batch, 0).backward()
     return {n: p.grad.clone() for n, p in module.image_encoder.named_parameters()}
 
 

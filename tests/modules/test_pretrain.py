@@ -32,7 +32,7 @@ def test_captions_use_each_domain_templates():
         [name for name, _ in domain_captions(["digits", "textures"])],
         domains=["digits", "textures"],
     )
-    captions = module._captions(torch.tensor([3, 10, 17]))
+    captions = module.captions(torch.tensor([3, 10, 17]))
     assert "three" in captions[0]
     assert "horizontal stripes" in captions[1] and "zigzag" in captions[2]
 

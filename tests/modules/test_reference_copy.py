@@ -1,4 +1,8 @@
-"""The frozen copy: stored in the autocast dtype, left out of checkpoints and rebuilt on load."""
+"""The frozen copy: stored in the autocast dtype, left out of checkpoints and rebuilt on load.
+
+Through the modules that own one: ``LDIFSModule`` (its LDIFS regulariser's copy) and
+``FineTuneModule`` with an L2SP regulariser.
+"""
 
 import copy
 import hashlib
@@ -12,9 +16,14 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ldifs_lightning import LDIFSModule
 from ldifs_lightning.models import create_clip
-from ldifs_lightning.modules.reference import CHECKPOINT_KEY, STATE_PREFIX
-from ldifs_lightning.regularizers import l2sp_penalty
+from ldifs_lightning.modules import FineTuneModule
+from ldifs_lightning.regularizers import L2SP, FrozenCopy, TrainingStep, l2sp_penalty
+from ldifs_lightning.regularizers.frozen_copy import CHECKPOINT_KEY
+from ldifs_lightning.regularizers.ldifs import same_matmul_kernels
 from tests.conftest import CLASSNAMES, TEMPLATES, TINY_VIT, quiet_trainer
+
+#: Where the first regulariser's frozen copy sits in the state dict, and its checkpoint entry.
+STATE_PREFIX = "regularizers.0.reference.encoder."
 
 
 @pytest.fixture
@@ -29,6 +38,19 @@ def _module(pretrained, **overrides) -> LDIFSModule:
     kwargs = dict(model_name=TINY_VIT, pretrained=pretrained, lr=1e-3, warmup_steps=1)
     kwargs.update(overrides)
     return LDIFSModule(CLASSNAMES, TEMPLATES, **kwargs)
+
+
+def _frozen_copy(module) -> FrozenCopy:
+    """The first regulariser's frozen copy (LDIFS's for LDIFSModule)."""
+    return module.regularizers[0].reference
+
+
+def _ldifs_value(module, images: torch.Tensor) -> torch.Tensor:
+    """The raw LDIFS value of one batch: the module's encoder forward with its taps recorded."""
+    labels = torch.zeros(len(images), dtype=torch.long)
+    step = TrainingStep(images, labels, module.image_encoder, module.head)
+    step.embedding = module.encode_step(step)
+    return module.regularizers[0](step)
 
 
 def _loader() -> DataLoader:
@@ -71,14 +93,15 @@ def test_checkpoint_leaves_the_copy_out_and_loading_rebuilds_it(tmp_path, weight
     checkpoint = torch.load(path, weights_only=True)
     assert not [k for k in checkpoint["state_dict"] if k.startswith(STATE_PREFIX)]
     pretrained = _pretrained_visual(weights_file)
-    assert checkpoint[CHECKPOINT_KEY] == {"sha256": _expected_sha256(pretrained), "stored": False}
+    entry = {"sha256": _expected_sha256(pretrained), "stored": False}
+    assert checkpoint[CHECKPOINT_KEY] == {STATE_PREFIX: entry}
 
     loaded = LDIFSModule.load_from_checkpoint(path)
     _assert_same(loaded.reference_encoder.state_dict(), pretrained)
     _assert_same(loaded.state_dict(), module.state_dict())
     images = torch.randn(4, 3, 32, 32)
-    _, distance = loaded.train()._loss_terms(images)
-    _, expected = module.train()._loss_terms(images)
+    distance = _ldifs_value(loaded.train(), images)
+    expected = _ldifs_value(module.train(), images)
     assert distance.item() > 0 and torch.equal(distance, expected)
 
 
@@ -87,7 +110,7 @@ def test_checkpoint_without_the_copy_is_smaller_by_the_copy(tmp_path, weights_fi
     trainer = quiet_trainer(tmp_path, max_steps=1)
     trainer.fit(module, _loader())
     trainer.save_checkpoint(tmp_path / "auto.ckpt")
-    module.hparams.checkpoint_reference = "always"
+    _frozen_copy(module).checkpoint = "always"
     trainer.save_checkpoint(tmp_path / "always.ckpt")
 
     state = module.reference_encoder.state_dict()
@@ -106,7 +129,7 @@ def test_resume_without_the_copy_matches_the_uninterrupted_run(tmp_path, weights
     trainer = quiet_trainer(tmp_path, enable_checkpointing=True, callbacks=[every_epoch], **epochs)
     trainer.fit(full, _loader())
     path = tmp_path / "ckpts" / "epoch=0-step=2.ckpt"
-    assert not torch.load(path, weights_only=True)[CHECKPOINT_KEY]["stored"]
+    assert not torch.load(path, weights_only=True)[CHECKPOINT_KEY][STATE_PREFIX]["stored"]
 
     resumed = _module(str(weights_file))
     trainer = quiet_trainer(tmp_path / "resumed", **epochs)
@@ -117,7 +140,7 @@ def test_resume_without_the_copy_matches_the_uninterrupted_run(tmp_path, weights
 
 def test_rebuilt_copy_that_does_not_match_its_hash_fails_in_one_line(tmp_path, weights_file):
     path = _fit_and_save(_module(str(weights_file)), tmp_path)
-    expected = torch.load(path, weights_only=True)[CHECKPOINT_KEY]["sha256"]
+    expected = torch.load(path, weights_only=True)[CHECKPOINT_KEY][STATE_PREFIX]["sha256"]
     changed = create_clip(TINY_VIT).state_dict()  # other weights under the same file name
     torch.save(changed, weights_file)
     found = _expected_sha256(create_clip(TINY_VIT, str(weights_file)).visual.state_dict())
@@ -171,9 +194,9 @@ def test_bf16_mixed_stores_matrices_in_bf16_with_an_unchanged_ldifs_value(tmp_pa
     images = torch.randn(4, 3, 32, 32)
     module.train()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        _, low = module._loss_terms(images)
-        module.reference_encoder = pretrained
-        _, full = module._loss_terms(images)
+        low = _ldifs_value(module, images)
+        _frozen_copy(module).encoder = pretrained
+        full = _ldifs_value(module, images)
     assert low.item() > 0 and torch.equal(low, full)
 
 
@@ -193,12 +216,24 @@ def test_a_later_float32_fit_gets_the_exact_float32_copy_back(tmp_path, weights_
 
 
 def test_l2sp_copy_stays_float32_and_its_penalty_survives_the_round_trip(tmp_path, weights_file):
-    module = _module(str(weights_file), ldifs_weight=0.0, l2sp_weight=0.5)
+    module = FineTuneModule(
+        CLASSNAMES,
+        TEMPLATES,
+        model_name=TINY_VIT,
+        pretrained=str(weights_file),
+        regularizers=[L2SP(weight=0.5)],
+        lr=1e-3,
+        warmup_steps=1,
+    )
     pretrained = copy.deepcopy(module.reference_encoder.state_dict())
     path = _fit_and_save(module, tmp_path, precision="bf16-mixed")
     _assert_same(module.reference_encoder.state_dict(), pretrained)
+    # L2SP's copy was left out like LDIFS's and is rebuilt from the file on load.
+    entry = torch.load(path, weights_only=True)[CHECKPOINT_KEY][STATE_PREFIX]
+    assert entry == {"sha256": _expected_sha256(pretrained), "stored": False}
 
-    loaded = LDIFSModule.load_from_checkpoint(path)
+    loaded = FineTuneModule.load_from_checkpoint(path)
+    assert [(type(r), r.weight) for r in loaded.regularizers] == [(L2SP, 0.5)]
     _assert_same(loaded.reference_encoder.state_dict(), pretrained)
     expected = sum(
         ((tuned.double() - pretrained[name].double()) ** 2).sum()
@@ -221,7 +256,7 @@ def test_copy_stays_in_the_checkpoint(tmp_path, weights_file, pretrained_is_file
     checkpoint = torch.load(path, weights_only=True)
     # Rebuildable weights are hashed even when stored: the hash proves the stored copy exact.
     sha = _expected_sha256(pretrained) if pretrained_is_file else None
-    assert checkpoint[CHECKPOINT_KEY] == {"sha256": sha, "stored": True}
+    assert checkpoint[CHECKPOINT_KEY] == {STATE_PREFIX: {"sha256": sha, "stored": True}}
     stored = {
         k.removeprefix(STATE_PREFIX): v
         for k, v in checkpoint["state_dict"].items()
@@ -241,11 +276,12 @@ def test_a_replaced_copy_is_kept_in_later_checkpoints(tmp_path, weights_file):
             parameter.add_(0.01)
     module.use_as_reference(previous_stage)
     path = _fit_and_save(module, tmp_path)
-    assert torch.load(path, weights_only=True)[CHECKPOINT_KEY] == {"sha256": None, "stored": True}
+    entries = torch.load(path, weights_only=True)[CHECKPOINT_KEY]
+    assert entries == {STATE_PREFIX: {"sha256": None, "stored": True}}
     loaded = LDIFSModule.load_from_checkpoint(path)
     _assert_same(loaded.reference_encoder.state_dict(), previous_stage.state_dict())
     resaved = _fit_and_save(loaded, tmp_path / "again")  # still not rebuildable: kept again
-    assert torch.load(resaved, weights_only=True)[CHECKPOINT_KEY]["stored"]
+    assert torch.load(resaved, weights_only=True)[CHECKPOINT_KEY][STATE_PREFIX]["stored"]
 
 
 def test_checkpoint_from_before_the_option_loads_its_stored_copy(tmp_path, weights_file):
@@ -290,7 +326,7 @@ def test_always_after_bf16_fit_keeps_exact_weights_in_memory_and_on_load(tmp_pat
     exact = pretrained["transformer.resblocks.0.mlp.c_fc.weight"]
     assert not torch.equal(rounded, exact)
     assert torch.equal(rounded, exact.to(torch.bfloat16).float())
-    assert offline._reference_sha256 is None  # no longer claims to be the exact weights
+    assert _frozen_copy(offline).sha256 is None  # no longer claims to be the exact weights
 
 
 def test_use_as_reference_after_a_bf16_fit_keeps_the_new_weights_exactly(tmp_path, weights_file):
@@ -305,13 +341,11 @@ def test_use_as_reference_after_a_bf16_fit_keeps_the_new_weights_exactly(tmp_pat
 def test_frozen_forward_does_not_fill_the_autocast_cache():
     """Flagging frozen float32 weights as requiring grad must not make autocast keep bf16 casts
     of them until the step's autocast exits (a second copy of the frozen weights)."""
-    from ldifs_lightning.modules.ldifs_module import _same_matmul_kernels
-
     module = _module(None, reference_dtype="float32")
     images = torch.randn(2, 3, 32, 32)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert torch.is_autocast_cache_enabled()
-        with _same_matmul_kernels(module.reference_encoder):
+        with same_matmul_kernels(module.reference_encoder):
             assert not torch.is_autocast_cache_enabled()
             module.reference_encoder(images)
         assert torch.is_autocast_cache_enabled()

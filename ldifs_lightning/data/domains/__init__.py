@@ -7,7 +7,7 @@ name       classes source                                                       
 ========== ======= ================================================================ ============
 digits     10      scikit-learn's handwritten digits (shipped, 8x8), coloured+jittered 2600 / 400
 fashion    10      a Fashion-MNIST subset (shipped, 28x28), coloured and jittered    2400 / 800
-shapes     8       procedural shapes (``ldifs_lightning.data.shapes``, registered there) 2400 / 800
+shapes     8       procedural shapes (``shapes.py``)                                  2400 / 800
 textures   8       procedural textures (``textures.py``)                              2400 / 800
 demo-mix   36      all four above, labels offset in that order (pre-training only)    9800 / 2800
 ========== ======= ================================================================ ============
@@ -20,20 +20,17 @@ load. Arrays are generated once per process and kept (a few tens of MB at most).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from torch.utils.data import Dataset
 
 from ldifs_lightning.data.domains.render import render_glyphs
+from ldifs_lightning.data.domains.shapes import SHAPE_CLASSNAMES, generate_shapes
 from ldifs_lightning.data.domains.textures import TEXTURE_CLASSNAMES, generate_textures
-from ldifs_lightning.data.embedded import (
-    SHAPES_SEEDS,
-    SHAPES_SIZES,
-    ArrayImageDataset,
-)
+from ldifs_lightning.data.images import ArrayImageDataset
 from ldifs_lightning.data.registry import DatasetInfo, Split, get_dataset_info, register_dataset
-from ldifs_lightning.data.shapes import generate_shapes
 from ldifs_lightning.pretrained import verify_shipped_file
 
 FILES = Path(__file__).parent / "files"
@@ -58,6 +55,7 @@ FASHION_TEMPLATES = (
     "a small photo of a {}.",
     "a {} on a plain background.",
 )
+SHAPE_TEMPLATES = ("a photo of a {}.", "a drawing of a {}.", "a {} shape.", "a small {}.")
 TEXTURE_TEMPLATES = (
     "a {} texture.",
     "a pattern of {}.",
@@ -71,6 +69,8 @@ DIGITS_TRAIN_PER_CLASS = 130
 DIGITS_TRAIN_COPIES = 2
 TEXTURES_SIZES = {"train": 2400, "test": 800}
 SEEDS = {"train": 0, "test": 1}
+# Shapes predates the per-domain seed offsets below: its splits use SEEDS as they are.
+SHAPES_SIZES = {"train": 2400, "test": 800}
 
 #: The domains of the pre-training mix, in label-offset order.
 MIX_DOMAINS: tuple[str, ...] = ("digits", "fashion", "shapes", "textures")
@@ -109,7 +109,7 @@ def domain_arrays(domain: str, split: Split) -> tuple[np.ndarray, np.ndarray]:
     elif domain == "textures":
         rendered, labels = generate_textures(TEXTURES_SIZES[split], seed=_split_seed(domain, split))
     elif domain == "shapes":
-        rendered, labels = generate_shapes(SHAPES_SIZES[split], seed=SHAPES_SEEDS[split])
+        rendered, labels = generate_shapes(SHAPES_SIZES[split], seed=SEEDS[split])
     else:
         raise ValueError(f"unknown embedded domain {domain!r}; known: {list(MIX_DOMAINS)}")
     rendered.setflags(write=False)
@@ -117,7 +117,7 @@ def domain_arrays(domain: str, split: Split) -> tuple[np.ndarray, np.ndarray]:
     return rendered, labels
 
 
-def _loader(domain: str):
+def _loader(domain: str) -> Callable[[Path, Split, bool], Dataset]:
     def load(root: Path, split: Split, download: bool) -> Dataset:
         images, labels = domain_arrays(domain, split)
         return ArrayImageDataset(images, labels, id_prefix=f"{domain}/{split}")
@@ -172,6 +172,15 @@ register_dataset(
 )
 register_dataset(
     DatasetInfo(
+        name="shapes",
+        classnames=SHAPE_CLASSNAMES,
+        templates=SHAPE_TEMPLATES,
+        load=_loader("shapes"),
+        description="8 procedural shapes on noisy, cluttered 32x32 backgrounds (generated, seeded)",
+    )
+)
+register_dataset(
+    DatasetInfo(
         name="textures",
         classnames=TEXTURE_CLASSNAMES,
         templates=TEXTURE_TEMPLATES,
@@ -195,6 +204,7 @@ __all__ = [
     "DIGIT_WORDS",
     "FASHION_CLASSNAMES",
     "MIX_DOMAINS",
+    "SHAPE_CLASSNAMES",
     "TEXTURE_CLASSNAMES",
     "domain_arrays",
     "mix_classes",

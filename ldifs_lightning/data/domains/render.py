@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from ldifs_lightning.data.domains.canvas import add_clutter, add_noise, pixel_grid
+
 
 def render_glyphs(
     glyphs: np.ndarray,
@@ -37,22 +39,20 @@ def render_glyphs(
         (2, 32, 32, 3)
     """
     rng = np.random.default_rng(seed)
-    ys, xs = np.mgrid[0:image_size, 0:image_size].astype(np.float32)
+    grid = pixel_grid(image_size)
     out = np.empty((len(glyphs), image_size, image_size, 3), dtype=np.uint8)
     for n, glyph in enumerate(glyphs):
         background = rng.uniform(0, 120, size=3)
         foreground = rng.uniform(130, 255, size=3)
         image = np.broadcast_to(background, (image_size, image_size, 3)).astype(np.float32)
-        for _ in range(rng.integers(0, max_clutter + 1)):
-            cx, cy = rng.uniform(0, image_size, size=2)
-            blob = np.hypot(xs - cx, ys - cy) <= rng.uniform(1.0, 2.5)
-            image[blob] = rng.uniform(0, 255, size=3)
+        add_clutter(image, rng, grid, max_blobs=max_clutter)
         side = round(rng.uniform(*size_range) * image_size)
         x0, y0 = rng.integers(0, image_size - side + 1, size=2)
-        ink = np.asarray(Image.fromarray(glyph).resize((side, side), Image.BILINEAR), np.float32)
+        ink = np.asarray(
+            Image.fromarray(glyph).resize((side, side), Image.Resampling.BILINEAR), np.float32
+        )
         alpha = (ink / 255.0)[..., None]
         patch = image[y0 : y0 + side, x0 : x0 + side]
         image[y0 : y0 + side, x0 : x0 + side] = patch * (1 - alpha) + foreground * alpha
-        image += rng.normal(0, noise, size=image.shape)
-        out[n] = np.clip(image, 0, 255).astype(np.uint8)
+        out[n] = add_noise(image, rng, std=noise)
     return out

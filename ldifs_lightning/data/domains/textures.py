@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ldifs_lightning.data.domains.canvas import add_noise, pixel_grid
+
 TEXTURE_CLASSNAMES: tuple[str, ...] = (
     "horizontal stripes",
     "vertical stripes",
@@ -20,7 +22,9 @@ TEXTURE_CLASSNAMES: tuple[str, ...] = (
 )
 
 
-def _pattern(kind: int, x: np.ndarray, y: np.ndarray, period: float, rng) -> np.ndarray:
+def _pattern(
+    kind: int, x: np.ndarray, y: np.ndarray, period: float, rng: np.random.Generator
+) -> np.ndarray:
     """Boolean foreground mask of texture ``kind`` on rotated/jittered coordinates."""
     phase = rng.uniform(0, period)
     u, v = x + phase, y + rng.uniform(0, period)
@@ -70,7 +74,7 @@ def generate_textures(
         raise ValueError(f"num_samples={num_samples} must be at least 1")
     rng = np.random.default_rng(seed)
     labels = np.arange(num_samples, dtype=np.int64) % len(TEXTURE_CLASSNAMES)
-    ys, xs = np.mgrid[0:image_size, 0:image_size].astype(np.float32)
+    ys, xs = pixel_grid(image_size)
     images = np.empty((num_samples, image_size, image_size, 3), dtype=np.uint8)
     for n, label in enumerate(labels):
         angle = rng.uniform(-0.25, 0.25)  # small rotation, radians
@@ -86,6 +90,5 @@ def generate_textures(
         w, h = rng.integers(6, 16, size=2)  # occluding patch of plain colour
         x0, y0 = rng.integers(0, image_size - w), rng.integers(0, image_size - h)
         image[y0 : y0 + h, x0 : x0 + w] = rng.uniform(0, 255, size=3)
-        image += rng.normal(0, 30, size=image.shape)
-        images[n] = np.clip(image, 0, 255).astype(np.uint8)
+        images[n] = add_noise(image, rng, std=30)
     return images, labels

@@ -128,7 +128,7 @@ class _InMemoryCIFAR100(_InMemory, CIFAR100):
 def _loader(
     name: str,
     torchvision_class: type[CIFAR10],
-    in_memory: type[_InMemory],
+    in_memory: Callable[[Path, bool, np.ndarray, list[int]], Dataset],
     classnames: tuple[str, ...],
     label_key: str,
 ) -> Callable[..., Dataset]:

@@ -15,8 +15,8 @@ from torchvision.datasets import DTD
 
 from ldifs_lightning.data.classnames.dtd import DTD_CLASSNAMES
 from ldifs_lightning.data.errors import IncompleteDatasetError
-from ldifs_lightning.data.images import ImageFileDataset
-from ldifs_lightning.data.layout import preview, require_files, require_listed_files
+from ldifs_lightning.data.layout import preview, require_files
+from ldifs_lightning.data.listing import checked_image_files
 from ldifs_lightning.data.registry import DatasetInfo, Split, register_dataset
 from ldifs_lightning.data.templates import DTD_TEMPLATES
 
@@ -41,14 +41,11 @@ def load_dtd(root: Path, split: Split, download: bool = False) -> Dataset:
             f"dtd: {listing} lists {len(base.classes)} classes, expected DTD's "
             f"{len(DTD_CLASSNAMES)}; missing: {preview(missing)}"
         )
-    paths = [Path(path) for path in base._image_files]  # torchvision keeps the listed files here
-    require_listed_files("dtd", paths, listing)
-    base_folder = Path(root) / "dtd"
-    files = [
-        (path.relative_to(base_folder), label)
-        for path, label in zip(paths, base._labels, strict=True)
-    ]
-    return ImageFileDataset(base_folder, files)
+    # torchvision keeps the listed files and their labels here
+    samples = list(zip(base._image_files, base._labels, strict=True))
+    return checked_image_files(
+        "dtd", Path(root) / "dtd", samples, DTD_CLASSNAMES, listing, listing=listing
+    )
 
 
 register_dataset(

@@ -13,10 +13,9 @@ from torch.utils.data import Dataset
 from torchvision.datasets import EuroSAT
 
 from ldifs_lightning.data.classnames.eurosat import EUROSAT_CLASSNAMES, EUROSAT_FOLDERS
-from ldifs_lightning.data.images import ImageFileDataset
-from ldifs_lightning.data.layout import require_class_folders, require_files, require_labels
+from ldifs_lightning.data.layout import require_class_folders, require_files
+from ldifs_lightning.data.listing import checked_image_files, held_out_split
 from ldifs_lightning.data.registry import DatasetInfo, Split, register_dataset
-from ldifs_lightning.data.splits import split_held_out
 from ldifs_lightning.data.templates import EUROSAT_TEMPLATES
 
 # Split "seeded-v1". Changing either value changes the test set: register a new version instead.
@@ -42,11 +41,8 @@ def load_eurosat(root: Path, split: Split, download: bool = False) -> Dataset:
     )
     require_class_folders("eurosat", data_folder, EUROSAT_FOLDERS)
     samples = EuroSAT(str(root)).samples
-    labels = [label for _, label in samples]
-    require_labels("eurosat", labels, EUROSAT_CLASSNAMES, data_folder)
-    dataset = ImageFileDataset.from_paths(base_folder, samples)
-    train, test = split_held_out(dataset.sample_ids, dataset.targets, TEST_FRACTION, TEST_SEED)
-    return dataset.select(train if split == "train" else test)
+    dataset = checked_image_files("eurosat", base_folder, samples, EUROSAT_CLASSNAMES, data_folder)
+    return held_out_split(dataset, split, TEST_FRACTION, TEST_SEED)
 
 
 register_dataset(

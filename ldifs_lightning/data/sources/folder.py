@@ -34,9 +34,9 @@ from ldifs_lightning.data.errors import (
     IncompleteDatasetError,
 )
 from ldifs_lightning.data.images import ImageFileDataset
-from ldifs_lightning.data.layout import preview, require_labels
+from ldifs_lightning.data.layout import preview
+from ldifs_lightning.data.listing import checked_image_files, held_out_split
 from ldifs_lightning.data.registry import FOLDER_PREFIX, DatasetInfo, Split
-from ldifs_lightning.data.splits import split_held_out
 from ldifs_lightning.data.templates import CIFAR10_TEMPLATES
 
 PREFIX = FOLDER_PREFIX
@@ -233,18 +233,18 @@ def load_folder(layout: _Layout, split: Split) -> ImageFileDataset:
         if (source / folder).is_dir()
         for image in _images(source / folder)
     ]
-    dataset = ImageFileDataset.from_paths(layout.path, samples)
-    if source.name == "train":
-        require_labels(layout.spec, dataset.targets, layout.folders, source)
+    # test/ may lack classes (a warning at scan time), so only train's labels must cover all.
+    classnames = layout.folders if source.name == "train" else None
+    dataset = checked_image_files(layout.spec, layout.path, samples, classnames, source)
     if layout.has_test:
         return dataset
-    train, test = split_held_out(dataset.sample_ids, dataset.targets, TEST_FRACTION, TEST_SEED)
-    if split == "test" and not test:
+    selected = held_out_split(dataset, split, TEST_FRACTION, TEST_SEED)
+    if split == "test" and not len(selected):
         raise IncompleteDatasetError(
             f"{layout.spec}: the seeded test split of {source} is empty (20% of each class, "
             f"rounded; every class has fewer than 3 images); add images or a test/ folder"
         )
-    return dataset.select(train if split == "train" else test)
+    return selected
 
 
 def folder_dataset_info(name: str) -> DatasetInfo:

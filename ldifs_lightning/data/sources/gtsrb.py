@@ -12,13 +12,8 @@ from torch.utils.data import Dataset
 from torchvision.datasets import GTSRB
 
 from ldifs_lightning.data.classnames.gtsrb import GTSRB_CLASSNAMES, GTSRB_FOLDERS
-from ldifs_lightning.data.images import ImageFileDataset
-from ldifs_lightning.data.layout import (
-    require_class_folders,
-    require_files,
-    require_labels,
-    require_listed_files,
-)
+from ldifs_lightning.data.layout import require_class_folders, require_files
+from ldifs_lightning.data.listing import checked_image_files
 from ldifs_lightning.data.registry import DatasetInfo, Split, register_dataset
 from ldifs_lightning.data.templates import GTSRB_TEMPLATES
 
@@ -49,15 +44,10 @@ def load_gtsrb(root: Path, split: Split, download: bool = False) -> Dataset:
     if split == "train":
         require_class_folders("gtsrb", target, GTSRB_FOLDERS)
     samples = GTSRB(str(root), split=split)._samples  # torchvision keeps (path, label) here
-    paths = [Path(path) for path, _ in samples]
-    if split == "test":
-        require_listed_files("gtsrb", paths, base_folder / "GT-final_test.csv")
-    labels = [int(label) for _, label in samples]
-    require_labels("gtsrb", labels, GTSRB_CLASSNAMES, target)
-    files = [
-        (path.relative_to(base_folder), label) for path, label in zip(paths, labels, strict=True)
-    ]
-    return ImageFileDataset(base_folder, files)
+    listing = base_folder / "GT-final_test.csv" if split == "test" else None
+    return checked_image_files(
+        "gtsrb", base_folder, samples, GTSRB_CLASSNAMES, target, listing=listing
+    )
 
 
 register_dataset(

@@ -26,10 +26,9 @@ from ldifs_lightning.data.errors import (
     DatasetNotFoundError,
     IncompleteDatasetError,
 )
-from ldifs_lightning.data.images import ImageFileDataset
-from ldifs_lightning.data.layout import preview, require_class_folders, require_labels
+from ldifs_lightning.data.layout import preview, require_class_folders
+from ldifs_lightning.data.listing import checked_image_files
 from ldifs_lightning.data.registry import DatasetInfo, Split, register_dataset
-from ldifs_lightning.data.scipy_check import require_scipy
 from ldifs_lightning.data.templates import IMAGENET_TEMPLATES
 
 _FOLDER = {"train": "train", "test": "val"}
@@ -113,18 +112,13 @@ def load_imagenet(root: Path, split: Split, download: bool = False) -> Dataset:
             )
         if folder.is_dir():
             require_class_folders("imagenet", folder, wnids)
-    else:
-        require_scipy("imagenet")  # torchvision reads the devkit's meta.mat to make meta.bin
     base = ImageNet(str(base_folder), split=folder_name)
     if len(base.wnids) != len(IMAGENET_CLASSNAMES):
         raise IncompleteDatasetError(
             f"imagenet: {len(base.wnids)} of {len(IMAGENET_CLASSNAMES)} class folders found "
             f"under {folder}"
         )
-    labels = [label for _, label in base.samples]
-    require_labels("imagenet", labels, IMAGENET_CLASSNAMES, folder)
-    files = [(Path(path).relative_to(base_folder), label) for path, label in base.samples]
-    return ImageFileDataset(base_folder, files)
+    return checked_image_files("imagenet", base_folder, base.samples, IMAGENET_CLASSNAMES, folder)
 
 
 register_dataset(

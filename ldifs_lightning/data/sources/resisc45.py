@@ -17,15 +17,9 @@ from torchvision.datasets import ImageFolder
 
 from ldifs_lightning.data.classnames.resisc45 import RESISC45_CLASSNAMES, RESISC45_FOLDERS
 from ldifs_lightning.data.errors import DatasetNotFoundError
-from ldifs_lightning.data.images import ImageFileDataset
-from ldifs_lightning.data.layout import (
-    require_class_folders,
-    require_files,
-    require_labels,
-    require_listed_files,
-)
+from ldifs_lightning.data.layout import require_class_folders, require_files
+from ldifs_lightning.data.listing import checked_image_files, held_out_split, listed_split
 from ldifs_lightning.data.registry import DatasetInfo, Split, register_dataset
-from ldifs_lightning.data.splits import split_held_out
 from ldifs_lightning.data.templates import RESISC45_TEMPLATES
 
 # Split "seeded-v1" (used only without the official lists). Changing a value changes the test set.
@@ -57,9 +51,9 @@ def load_resisc45(root: Path, split: Split, download: bool = False) -> Dataset:
     )
     require_class_folders("resisc45", image_folder, RESISC45_FOLDERS)
     samples = ImageFolder(str(image_folder)).samples
-    labels = [label for _, label in samples]
-    require_labels("resisc45", labels, RESISC45_CLASSNAMES, image_folder)
-    dataset = ImageFileDataset.from_paths(base_folder, samples)
+    dataset = checked_image_files(
+        "resisc45", base_folder, samples, RESISC45_CLASSNAMES, image_folder
+    )
     lists = {name: _split_list(base_folder, name) for name in ("train", "test")}
     present = [name for name, path in lists.items() if path.is_file()]
     if len(present) == 1:
@@ -74,10 +68,8 @@ def load_resisc45(root: Path, split: Split, download: bool = False) -> Dataset:
         wanted = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
         # A listed name like "baseball_diamond_001.jpg" lives in the folder "baseball_diamond".
         listed = [image_folder / name.rsplit("_", 1)[0] / name for name in wanted]
-        require_listed_files("resisc45", listed, listing)
-        return dataset.select_ids(path.relative_to(base_folder).as_posix() for path in listed)
-    train, test = split_held_out(dataset.sample_ids, dataset.targets, TEST_FRACTION, TEST_SEED)
-    return dataset.select(train if split == "train" else test)
+        return listed_split("resisc45", dataset, listed, listing)
+    return held_out_split(dataset, split, TEST_FRACTION, TEST_SEED)
 
 
 register_dataset(

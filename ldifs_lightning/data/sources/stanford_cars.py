@@ -19,10 +19,9 @@ from torchvision.datasets import StanfordCars
 
 from ldifs_lightning.data.classnames.cars import STANFORD_CARS_CLASSNAMES
 from ldifs_lightning.data.errors import IncompleteDatasetError
-from ldifs_lightning.data.images import ImageFileDataset
-from ldifs_lightning.data.layout import require_files, require_labels, require_listed_files
+from ldifs_lightning.data.layout import require_files
+from ldifs_lightning.data.listing import checked_image_files
 from ldifs_lightning.data.registry import DatasetInfo, Split, register_dataset
-from ldifs_lightning.data.scipy_check import require_scipy
 from ldifs_lightning.data.templates import STANFORD_CARS_TEMPLATES
 
 # md5 of the original archives, for checking a copy from a mirror.
@@ -41,7 +40,6 @@ def _needed(base_folder: Path, split: Split) -> tuple[Path, Path]:
 
 def load_stanford_cars(root: Path, split: Split, download: bool = False) -> Dataset:
     """Stanford Cars' official train (8,144 images) or test (8,041) split."""
-    require_scipy("cars")
     base_folder = Path(root) / "stanford_cars"
     annotations, images = _needed(base_folder, split)
     require_files(
@@ -58,14 +56,9 @@ def load_stanford_cars(root: Path, split: Split, download: bool = False) -> Data
             f"classes, expected {len(STANFORD_CARS_CLASSNAMES)}"
         )
     samples = base._samples  # torchvision keeps (path, 0-based label) here
-    paths = [Path(path) for path, _ in samples]
-    require_listed_files("cars", paths, annotations)
-    labels = [int(label) for _, label in samples]
-    require_labels("cars", labels, STANFORD_CARS_CLASSNAMES, annotations)
-    files = [
-        (path.relative_to(base_folder), label) for path, label in zip(paths, labels, strict=True)
-    ]
-    return ImageFileDataset(base_folder, files)
+    return checked_image_files(
+        "cars", base_folder, samples, STANFORD_CARS_CLASSNAMES, annotations, listing=annotations
+    )
 
 
 register_dataset(

@@ -30,8 +30,8 @@ IMAGE_BYTES = 3 * 96 * 96
 
 def _split_files(split: Split) -> list[tuple[str, str]]:
     if split == "train":
-        return [tuple(entry) for entry in STL10.train_list[:2]]  # train_X, train_y
-    return [tuple(entry) for entry in STL10.test_list]
+        return [(name, md5) for name, md5 in STL10.train_list[:2]]  # train_X, train_y
+    return [(name, md5) for name, md5 in STL10.test_list]
 
 
 def read_split(images_path: Path, labels_path: Path, fix: str) -> tuple[np.ndarray, np.ndarray]:

@@ -21,10 +21,9 @@ from torchvision.datasets import SUN397
 
 from ldifs_lightning.data.classnames.sun397 import SUN397_CLASSNAMES, SUN397_FOLDERS
 from ldifs_lightning.data.errors import DatasetNotFoundError, IncompleteDatasetError
-from ldifs_lightning.data.images import ImageFileDataset
-from ldifs_lightning.data.layout import preview, require_files, require_labels, require_listed_files
+from ldifs_lightning.data.layout import preview, require_files
+from ldifs_lightning.data.listing import checked_image_files, held_out_split, listed_split
 from ldifs_lightning.data.registry import DatasetInfo, Split, register_dataset
-from ldifs_lightning.data.splits import split_held_out
 from ldifs_lightning.data.templates import SUN397_TEMPLATES
 
 # Split "seeded-v1" (used only without the partition files). Changing a value changes the test set.
@@ -69,12 +68,8 @@ def load_sun397(root: Path, split: Split, download: bool = False) -> Dataset:
     )
     _check_class_list(data_folder)
     base = SUN397(str(root))
-    files = [
-        (Path(path).relative_to(data_folder), label)
-        for path, label in zip(base._image_files, base._labels, strict=True)  # torchvision's list
-    ]
-    require_labels("sun397", [label for _, label in files], SUN397_CLASSNAMES, data_folder)
-    dataset = ImageFileDataset(data_folder, files)
+    samples = list(zip(base._image_files, base._labels, strict=True))  # torchvision's list
+    dataset = checked_image_files("sun397", data_folder, samples, SUN397_CLASSNAMES, data_folder)
     partitions = {name: data_folder / "Partitions" / file for name, file in PARTITION_FILES.items()}
     present = [name for name, path in partitions.items() if path.is_file()]
     if len(present) == 1:
@@ -88,10 +83,8 @@ def load_sun397(root: Path, split: Split, download: bool = False) -> Dataset:
         wanted = [
             line.strip().lstrip("/") for line in listing.read_text().splitlines() if line.strip()
         ]
-        require_listed_files("sun397", [data_folder / relative for relative in wanted], listing)
-        return dataset.select_ids(wanted)
-    train, test = split_held_out(dataset.sample_ids, dataset.targets, TEST_FRACTION, TEST_SEED)
-    return dataset.select(train if split == "train" else test)
+        return listed_split("sun397", dataset, [data_folder / name for name in wanted], listing)
+    return held_out_split(dataset, split, TEST_FRACTION, TEST_SEED)
 
 
 register_dataset(

@@ -23,7 +23,6 @@ from ldifs_lightning.data.errors import CorruptDataFileError
 from ldifs_lightning.data.images import IndexedDataset
 from ldifs_lightning.data.layout import preview, require_files, require_same_count
 from ldifs_lightning.data.registry import DatasetInfo, Split, register_dataset
-from ldifs_lightning.data.scipy_check import require_scipy
 from ldifs_lightning.data.templates import SVHN_TEMPLATES
 
 _MI_COMPRESSED = 15  # element type of zlib-compressed data, the only one not padded to 8 bytes
@@ -134,7 +133,6 @@ def load_svhn(
     root: Path, split: Split, download: bool = False, *, verify_checksums: bool = True
 ) -> Dataset:
     """SVHN's official train (73,257) or test (26,032) split; label ``i`` is digit ``i``."""
-    require_scipy("svhn")
     folder = Path(root) / "svhn"
     url, filename, md5 = SVHN.split_list[split]
     path = folder / filename

@@ -19,14 +19,14 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, cast
 
 import torch
 from torch import nn
 from torch.distributed.tensor import DTensor
 
-#: How to run LDIFSModule sharded; every refusal below ends with it.
+#: How to run a fine-tuning module sharded; every refusal below ends with it.
 HOW_TO_SHARD = (
     "use --trainer.strategy lightning.pytorch.strategies.ModelParallelStrategy with "
     "--trainer.strategy.data_parallel_size <number of devices> "
@@ -50,12 +50,14 @@ def check_strategy(strategy: Any, *, loss: str, head_init: str) -> None:
     name = type(strategy).__name__
     if isinstance(strategy, FSDPStrategy):
         raise ValueError(
-            f"strategy {name} (FSDP1, 'fsdp') is not supported by LDIFSModule: its flat "
-            f"parameters break the per-parameter pairing of L2SP and of the frozen copy; "
-            f"{HOW_TO_SHARD}"
+            f"strategy {name} (FSDP1, 'fsdp') is not supported by the fine-tuning modules: "
+            "its flat parameters break the per-parameter pairing of L2SP and of the frozen "
+            f"copy; {HOW_TO_SHARD}"
         )
     if isinstance(strategy, DeepSpeedStrategy):
-        raise ValueError(f"strategy {name} is not supported by LDIFSModule; {HOW_TO_SHARD}")
+        raise ValueError(
+            f"strategy {name} is not supported by the fine-tuning modules; {HOW_TO_SHARD}"
+        )
     if not isinstance(strategy, ModelParallelStrategy):
         return
     tensor_parallel = getattr(strategy, "_tensor_parallel_size", 1)
@@ -68,8 +70,8 @@ def check_strategy(strategy: Any, *, loss: str, head_init: str) -> None:
         )
     if loss != "cross_entropy":
         raise ValueError(
-            f"loss={loss!r} is not supported under ModelParallelStrategy (FSDP2): FLYP trains "
-            "the text tower too, which LDIFSModule does not shard; use strategy ddp for FLYP"
+            "FLYPModule is not supported under ModelParallelStrategy (FSDP2): FLYP trains the "
+            "text tower too, which is not sharded; use strategy ddp for FLYP"
         )
     if head_init == "linear_probe":
         raise ValueError(
@@ -187,7 +189,8 @@ def enable_activation_checkpointing(encoder: nn.Module, model_name: str) -> None
     """
     transformer = getattr(encoder, "transformer", None)
     if transformer is not None and hasattr(transformer, "grad_checkpointing"):
-        encoder.set_grad_checkpointing(True)
+        # torch types a module's attributes as Tensor | Module; open_clip's is a method.
+        cast(Callable[[bool], None], encoder.set_grad_checkpointing)(True)
         return
     trunk = getattr(encoder, "trunk", None)
     if trunk is not None and hasattr(trunk, "set_grad_checkpointing"):

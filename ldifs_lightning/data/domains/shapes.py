@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ldifs_lightning.data.domains.canvas import add_clutter, add_noise, pixel_grid
+
 SHAPE_CLASSNAMES: tuple[str, ...] = (
     "circle",
     "square",
@@ -63,20 +65,18 @@ def generate_shapes(
     rng = np.random.default_rng(seed)
     num_classes = len(SHAPE_CLASSNAMES)
     labels = np.arange(num_samples, dtype=np.int64) % num_classes
-    ys, xs = np.mgrid[0:image_size, 0:image_size].astype(np.float32)
+    grid = pixel_grid(image_size)
+    ys, xs = grid
     images = np.empty((num_samples, image_size, image_size, 3), dtype=np.uint8)
     for n, label in enumerate(labels):
         background = rng.uniform(0, 110, size=3)
+        # float64, unlike the glyph renderer's float32: the dtype is part of the seeded bytes.
         image = np.broadcast_to(background, (image_size, image_size, 3)).copy()
-        for _ in range(rng.integers(0, 4)):  # clutter: small blobs of random colour
-            cx, cy = rng.uniform(0, image_size, size=2)
-            blob = np.hypot(xs - cx, ys - cy) <= rng.uniform(1.0, 2.5)
-            image[blob] = rng.uniform(0, 255, size=3)
+        add_clutter(image, rng, grid, max_blobs=3)
         radius = rng.uniform(0.18, 0.36) * image_size
         margin = radius * 0.8
         cx, cy = rng.uniform(margin, image_size - margin, size=2)
         mask = _shape_mask(int(label), xs - cx, ys - cy, radius)
         image[mask] = rng.uniform(120, 255, size=3)
-        image += rng.normal(0, 18, size=image.shape)
-        images[n] = np.clip(image, 0, 255).astype(np.uint8)
+        images[n] = add_noise(image, rng, std=18)
     return images, labels
