@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # that also runs on CPU); pip takes them from local disk there, from PyPI elsewhere.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test lint tables results bench
+.PHONY: demo test test-slow lint tables results bench
 
 $(STAMP): pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
+
+# The tests marked slow (multi-process FSDP2, installing a wheel and running every shipped config).
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -n auto -m slow
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy

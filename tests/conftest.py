@@ -15,6 +15,12 @@ CLASSNAMES = ["circle", "square", "triangle"]
 TEMPLATES = ["a photo of a {}.", "a drawing of a {}."]
 
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one worker per core: one torch thread each keeps the cores from being
+    # oversubscribed.
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)

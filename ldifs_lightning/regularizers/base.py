@@ -135,8 +135,8 @@ def regularizer_spec(regularizer: Regularizer) -> dict[str, Any]:
 
     Example:
         >>> from ldifs_lightning.regularizers import L2SP
-        >>> regularizer_spec(L2SP(weight=0.01))
-        {'class_path': 'ldifs_lightning.regularizers.l2sp.L2SP', 'init_args': {'weight': 0.01}}
+        >>> regularizer_spec(L2SP(weight=0.5))["init_args"]
+        {'weight': 0.5, 'checkpoint_reference': 'auto'}
     """
     cls = type(regularizer)
     init_args = {}
@@ -157,8 +157,9 @@ def build_regularizer(spec: Regularizer | dict[str, Any]) -> Regularizer:
     """A regulariser from itself or from ``{"class_path": ..., "init_args": {...}}``.
 
     Example:
-        >>> build_regularizer({"class_path": "ldifs_lightning.regularizers.L2SP"}).weight
-        1.0
+        >>> spec = {"class_path": "ldifs_lightning.regularizers.L2SP", "init_args": {"weight": 0.5}}
+        >>> build_regularizer(spec).weight
+        0.5
     """
     if isinstance(spec, Regularizer):
         return spec
