@@ -319,8 +319,8 @@ class FrozenCopy(nn.Module):
     def load_from(self, checkpoint: dict[str, Any], prefix: str) -> None:
         """Put left-out weights back into ``checkpoint["state_dict"]`` (rebuilt, hash-checked)."""
         entry = checkpoint.get(CHECKPOINT_KEY, {}).get(prefix, {"sha256": None, "stored": True})
-        state = checkpoint["state_dict"]
         if not entry["stored"]:
+            state = checkpoint["state_dict"]
             if self.sha256 is not None:
                 # Already holds the rebuildable weights, hashed at init (Trainer.fit(ckpt_path)),
                 # possibly stored in low precision since.
@@ -335,7 +335,8 @@ class FrozenCopy(nn.Module):
                 weights = self.source.rebuilt_weights(entry["sha256"])
             state.update({prefix + name: value for name, value in weights.items()})
         elif entry["sha256"] is not None and not is_sharded(self):
-            entry = self._exact_stored(state, prefix, entry)
+            # (a sharded checkpoint has no "state_dict" here: Lightning loads it into the module)
+            entry = self._exact_stored(checkpoint["state_dict"], prefix, entry)
         self.sha256 = entry["sha256"]
 
     def _exact_stored(
