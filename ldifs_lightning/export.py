@@ -345,7 +345,8 @@ def _one_line(error: BaseException | str, limit: int = 300) -> str:
 def _full_clip(module: CLIPFineTuner) -> tuple[nn.Module, dict[str, Any]]:
     """The full CLIP of a module (its image tower, FLYP's or the pre-trained text tower) and its
     open_clip config."""
-    model_name, pretrained = module.hparams["model_name"], module.hparams["pretrained"]
+    # The encoder's source, not hparams: CLIPPretrainModule has no `pretrained` argument.
+    model_name, pretrained = module.encoder_source.model_name, module.encoder_source.pretrained
     quick_gelu = uses_quick_gelu(model_name, pretrained)
     text_tower = getattr(module, "text_tower", None)
     if text_tower is None:

@@ -22,6 +22,7 @@ from typing import Any, Literal, cast
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningDataModule, LightningModule
+from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import nn
@@ -50,6 +51,9 @@ from ldifs_lightning.regularizers import (
 )
 
 HeadInit = Literal["zeroshot", "linear_probe", "random"]
+
+# What Lightning says when configure_optimizers returns None (LP: nothing trains).
+_NO_OPTIMIZER_WARNING = r"`LightningModule.configure_optimizers` returned `None`"
 
 # Set while load_from_checkpoint builds the module: every weight then comes from the checkpoint,
 # so pre-trained weights are not fetched and the head is not rebuilt from the text tower.
@@ -183,10 +187,14 @@ class CLIPFineTuner(LightningModule):
             # keeps each submodule's mode across its train/eval switches.
             self.image_encoder.requires_grad_(False)
             self.image_encoder.eval()
+        if self.probe_only:
+            self.head.requires_grad_(False)  # LP: the probe fitted at fit start is the result
         del clip  # without FLYP the text tower is only needed for the head
 
-        # The warnings filter added for the fit loop's eval-mode check (see on_fit_start).
+        # The warnings filter added for the fit loop's eval-mode check (see on_fit_start), and
+        # the one for Lightning's notice that LP's fit has no optimizer (see setup).
         self._eval_mode_filter: tuple | None = None
+        self._no_optimizer_filter: tuple | None = None
         num_classes = len(self.classnames)
         self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
@@ -234,6 +242,15 @@ class CLIPFineTuner(LightningModule):
             return cls.load_from_checkpoint(checkpoint_path, *args, **kwargs)
         with _weights_from_checkpoint():
             return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+
+    @property
+    def probe_only(self) -> bool:
+        """LP as the reference code runs it: the encoder is fixed and the head is the linear
+        probe fitted at fit start (``freeze_encoder=True``, ``head_init="linear_probe"``).
+
+        Nothing trains: the fit ends after the probe is fitted, before the first step.
+        """
+        return self.freeze_encoder and self.head_init == "linear_probe"
 
     @property
     def terms(self) -> list[Regularizer]:
@@ -392,6 +409,11 @@ class CLIPFineTuner(LightningModule):
         self.check_strategy(self.trainer.strategy, getattr(self.trainer, "callbacks", []))
         if stage == "fit":
             self.set_reference_dtype(str(self.trainer.precision))
+            if self.probe_only:  # LP has no optimizer on purpose; on_fit_start removes this
+                warnings.filterwarnings(
+                    "ignore", message=_NO_OPTIMIZER_WARNING, category=UserWarning
+                )
+                self._no_optimizer_filter = warnings.filters[0]
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
         if datamodule is not None:
             self.check_data(datamodule)
@@ -466,6 +488,9 @@ class CLIPFineTuner(LightningModule):
             )
 
     def on_fit_start(self) -> None:
+        entry, self._no_optimizer_filter = self._no_optimizer_filter, None
+        if entry is not None and entry in warnings.filters:
+            cast(list, warnings.filters).remove(entry)
         if not bool(self.head_ready):
             fit_probe_head(self, self.trainer)
             self.head_ready.fill_(True)
@@ -473,8 +498,24 @@ class CLIPFineTuner(LightningModule):
             self.initial_head_bias.copy_(self.head.bias)
         self._ignore_intended_eval_mode_warning()
 
+    def on_validation_start(self) -> None:
+        self._warn_if_probe_missing("validating")
+
+    def on_test_start(self) -> None:
+        self._warn_if_probe_missing("testing")
+
+    def _warn_if_probe_missing(self, doing: str) -> None:
+        """An evaluation before any fit would report the zero-shot head as LP / LP-FT's."""
+        if not bool(self.head_ready):
+            rank_zero_warn(
+                f"{doing} with head_init='linear_probe' before the probe is fitted: the head is "
+                "still the zero-shot one; fit first, or pass --ckpt_path of a fitted run"
+            )
+
     def on_train_start(self) -> None:
         self._restore_eval_mode_warning()
+        if self.probe_only:  # the head is final: no minibatch epochs (the loop checks this first)
+            self.trainer.should_stop = True
 
     # ----------------------------------------------------------------------- warnings
     def _intended_eval_modules(self) -> int:
@@ -514,9 +555,20 @@ class CLIPFineTuner(LightningModule):
         """Parameters the optimizer updates (never a frozen copy's; a regulariser's own do)."""
         return [p for p in self.parameters() if p.requires_grad]
 
-    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
+    def optimizer_parameters(self) -> list[nn.Parameter] | list[dict[str, Any]]:
+        """What AdamW receives: the trainable parameters, or parameter groups.
+
+        The cross-entropy modules give the plain list (one group, ``weight_decay`` everywhere);
+        :class:`~ldifs_lightning.modules.FLYPModule` splits off ``logit_scale``.
+        """
+        return self.trainable_parameters()
+
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig | None:
+        """AdamW with warm-up + cosine per step; None when nothing trains (LP's probe head)."""
+        if self.probe_only:
+            return None
         optimizer = torch.optim.AdamW(
-            self.trainable_parameters(), lr=self.lr, weight_decay=self.weight_decay
+            self.optimizer_parameters(), lr=self.lr, weight_decay=self.weight_decay
         )
         total = float(self.trainer.estimated_stepping_batches)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -546,6 +598,7 @@ def fine_tuner_class(hparams: dict[str, Any]) -> type[CLIPFineTuner]:
     import importlib
 
     from ldifs_lightning.modules import FineTuneModule, FLYPModule, LDIFSModule
+    from ldifs_lightning.modules.pretrain import CLIPPretrainModule
 
     class_path = hparams.get("_class_path")
     if isinstance(class_path, str):
@@ -554,10 +607,10 @@ def fine_tuner_class(hparams: dict[str, Any]) -> type[CLIPFineTuner]:
         if isinstance(found, type) and issubclass(found, CLIPFineTuner):
             return found
         raise ValueError(f"the checkpoint's module {class_path!r} is not a CLIPFineTuner")
-    for cls in (LDIFSModule, FLYPModule, FineTuneModule):
+    for cls in (LDIFSModule, FLYPModule, FineTuneModule, CLIPPretrainModule):
         if set(hparams) <= _own_arguments(cls):
             return cls
     raise ValueError(
         f"the checkpoint's hyper-parameters {sorted(hparams)[:8]} match no fine-tuning module "
-        "(FineTuneModule, LDIFSModule, FLYPModule)"
+        "(FineTuneModule, LDIFSModule, FLYPModule, CLIPPretrainModule)"
     )

@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import open_clip
 import pytest
 import torch
 from lightning.pytorch import Trainer
@@ -129,3 +130,32 @@ def test_checkpoint_loads_back(tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded.image_encoder(images), module.image_encoder(images))
     assert loaded.hparams.domains == ["shapes"]
+
+
+def test_checkpoint_exports_through_the_generic_loader(tmp_path):
+    """`ldifs export` loads any fine-tuner's checkpoint: the pre-training module has no
+    `pretrained` argument, and CLIPFineTuner.load_from_checkpoint must still find its class."""
+    from ldifs_lightning.export import export_model
+    from ldifs_lightning.modules import CLIPFineTuner
+
+    module = _module()
+    data = FineTuneDataModule("shapes", image_size=32, batch_size=8, max_train_samples=16)
+    trainer = Trainer(
+        max_steps=1,
+        limit_val_batches=0,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(module, data)
+    trainer.save_checkpoint(tmp_path / "last.ckpt")
+    assert isinstance(
+        CLIPFineTuner.load_from_checkpoint(tmp_path / "last.ckpt"), CLIPPretrainModule
+    )
+    export_model(str(tmp_path / "exported"), ckpt_path=str(tmp_path / "last.ckpt"))
+    clip = open_clip.create_model(f"local-dir:{tmp_path / 'exported'}").eval()
+    images = torch.randn(2, 3, 32, 32)
+    module.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(clip.encode_image(images), module.image_encoder(images))
