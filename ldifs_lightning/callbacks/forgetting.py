@@ -1,4 +1,4 @@
-"""ConceptForgettingCallback: live zero-shot and linear-probe forgetting on foreign datasets."""
+"""ConceptForgettingCallback: live zero-shot and linear-probe forgetting and calibration."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from torch import nn
 from ldifs_lightning.data import get_dataset_info
 from ldifs_lightning.evaluation.feature_cache import FeatureCache
 from ldifs_lightning.evaluation.forgetting import (
+    PretrainedReference,
     check_metrics,
     encoder_accuracies,
     forgetting_deltas,
@@ -50,10 +51,16 @@ class ConceptForgettingCallback(Callback):
     possible); at the end of every ``every_n_epochs``-th training epoch it measures the current
     encoder and logs, per dataset, ``forgetting/<dataset>/lp_acc``, ``.../zs_acc``,
     ``.../delta_lp``, ``.../delta_zs`` and the suite means ``forgetting/mean_delta_lp`` and
-    ``forgetting/mean_delta_zs`` (accuracies and deltas in percentage points). At fit end rank zero
+    ``forgetting/mean_delta_zs`` (accuracies and deltas in percentage points). Next to each
+    accuracy it logs the expected calibration error of the same predictions (15 bins, l1, in %):
+    ``.../lp_ece`` (the probe's logits), ``.../zs_ece`` (``logit_scale.exp()`` x cosine, with the
+    scale of the model whose text tower gives the class embeddings), their deltas
+    ``.../delta_lp_ece``, ``.../delta_zs_ece`` (positive: calibration got worse) and the means
+    ``forgetting/mean_delta_lp_ece``, ``forgetting/mean_delta_zs_ece``. At fit end rank zero
     writes ``forgetting.csv`` and ``forgetting.png`` into the log directory and prints a table.
     When the module trains its own text tower (``text_tower``, as FLYP does), zero-shot uses the
-    current text tower and the CSV's ``zero_shot_text_tower`` column says so.
+    current text tower (and its current logit scale) and the CSV's ``zero_shot_text_tower``
+    column says so.
 
     The pre-trained reference (image encoder for the baseline, text tower for zero-shot class
     embeddings) is built from ``model_name``/``pretrained``, by default the module's own
@@ -143,6 +150,7 @@ class ConceptForgettingCallback(Callback):
         self.history: list[dict[str, Any]] = []
         self._suite: list[ForeignDataset] | None = None
         self._class_embeddings: dict[str, torch.Tensor] | None = None
+        self._zero_shot_scale: float | None = None
         self._cache: FeatureCache | None = None
 
     # ----------------------------------------------------------------------------- set-up
@@ -191,8 +199,11 @@ class ConceptForgettingCallback(Callback):
 
     def _reference(
         self, module: LightningModule | None, device: torch.device
-    ) -> tuple[nn.Module | None, dict[str, torch.Tensor] | None]:
-        """The pre-trained image encoder and, for zero-shot, its text tower's class embeddings."""
+    ) -> PretrainedReference | None:
+        """The pre-trained image encoder and zero-shot classifier; None without a model name.
+
+        Keeps the zero-shot classifier (class embeddings and logit scale) for later measurements.
+        """
         model_name, pretrained = self._resolve_model(module)
         if model_name is None:
             if "zero_shot" in self.metrics:
@@ -200,10 +211,14 @@ class ConceptForgettingCallback(Callback):
                     "zero_shot needs the pre-trained text tower: pass model_name and pretrained "
                     "to ConceptForgettingCallback, or use metrics=['linear_probe']"
                 )
-            return None, None
-        return pretrained_reference(
+            self._class_embeddings, self._zero_shot_scale = None, None
+            return None
+        reference = pretrained_reference(
             model_name, pretrained, self._build_suite, metrics=self.metrics, device=device
         )
+        self._class_embeddings = reference.class_embeddings
+        self._zero_shot_scale = reference.zero_shot_scale
+        return reference
 
     def _accuracies(
         self,
@@ -211,12 +226,17 @@ class ConceptForgettingCallback(Callback):
         device: torch.device,
         autocast: torch.dtype | None,
         cached: bool,
-        class_embeddings: dict[str, torch.Tensor] | None = None,
+        zero_shot: tuple[dict[str, torch.Tensor], float] | None = None,
     ) -> dict[str, dict[str, float]]:
+        """``encoder_accuracies`` with this callback's settings.
+
+        ``zero_shot`` (class embeddings, logit scale) replaces the pre-trained zero-shot classifier.
+        """
+        embeddings, scale = zero_shot or (self._class_embeddings, self._zero_shot_scale)
         return encoder_accuracies(
             encoder,
             self._build_suite(encoder),
-            class_embeddings=class_embeddings or self._class_embeddings,
+            class_embeddings=embeddings,
             metrics=self.metrics,
             device=device,
             batch_size=self.batch_size,
@@ -224,6 +244,7 @@ class ConceptForgettingCallback(Callback):
             num_workers=self.num_workers,
             cache=self._open_cache() if cached else None,
             probe_seed=self.seed,
+            zero_shot_scale=scale,
         )
 
     # ----------------------------------------------------------------------------- hooks
@@ -241,48 +262,45 @@ class ConceptForgettingCallback(Callback):
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         encoder = self._encoder_of(pl_module)
-        reference, self._class_embeddings = self._reference(pl_module, pl_module.device)
+        reference = self._reference(pl_module, pl_module.device)
         if self.baseline:  # restored from a checkpoint
             return
-        if reference is None:
-            reference = copy.deepcopy(encoder)
-        self.baseline = self._accuracies(
-            reference, pl_module.device, autocast_dtype_of(trainer), cached=True
-        )
+        pretrained = copy.deepcopy(encoder) if reference is None else reference.encoder
         del reference
+        self.baseline = self._accuracies(
+            pretrained, pl_module.device, autocast_dtype_of(trainer), cached=True
+        )
+        del pretrained
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
             return
         encoder = self._encoder_of(pl_module)
         text_tower = getattr(pl_module, "text_tower", None)
-        embeddings = self._current_text_embeddings(text_tower, self._build_suite(encoder))
+        zero_shot = self._current_zero_shot(text_tower, self._build_suite(encoder))
         current = self._accuracies(
-            encoder,
-            pl_module.device,
-            autocast_dtype_of(trainer),
-            cached=False,
-            class_embeddings=embeddings,
+            encoder, pl_module.device, autocast_dtype_of(trainer), cached=False, zero_shot=zero_shot
         )
         self.history.append(
             {
                 "epoch": trainer.current_epoch,
                 "step": trainer.global_step,
                 "accuracies": current,
-                "text_tower": "current" if embeddings else "pretrained",
+                "text_tower": "current" if zero_shot else "pretrained",
             }
         )
         for key, value in forgetting_deltas(self.baseline, current).items():
             # Identical on every rank; sync_dist keeps Lightning from warning under DDP.
             pl_module.log(f"forgetting/{key}", value, on_step=False, on_epoch=True, sync_dist=True)
 
-    def _current_text_embeddings(
+    def _current_zero_shot(
         self, text_tower: TextTower | None, suite: Sequence[ForeignDataset]
-    ) -> dict[str, torch.Tensor] | None:
-        """Zero-shot class embeddings from a module's trained text tower (FLYP), else None."""
+    ) -> tuple[dict[str, torch.Tensor], float] | None:
+        """Zero-shot class embeddings and logit scale of a module's trained text tower (FLYP)."""
         if text_tower is None or "zero_shot" not in self.metrics:
             return None
-        return {d.name: text_tower.class_embeddings(d.classnames, d.templates) for d in suite}
+        embeddings = {d.name: text_tower.class_embeddings(d.classnames, d.templates) for d in suite}
+        return embeddings, float(text_tower.logit_scale.detach().exp())
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # trainer.log_dir broadcasts from rank zero: every rank must ask before any returns.
@@ -331,9 +349,11 @@ class ConceptForgettingCallback(Callback):
         device = torch.device(device)
         needs_text = "zero_shot" in self.metrics and self._class_embeddings is None
         if not self.baseline or needs_text:  # the pre-trained model is built once
-            reference, self._class_embeddings = self._reference(None, device)
+            reference = self._reference(None, device)
             if reference is not None and not self.baseline:
-                self.baseline = self._accuracies(reference, device, autocast_dtype, cached=True)
+                self.baseline = self._accuracies(
+                    reference.encoder, device, autocast_dtype, cached=True
+                )
         return self.measure(encoder.to(device), device, autocast_dtype)
 
     def measure(
@@ -355,4 +375,5 @@ class ConceptForgettingCallback(Callback):
             autocast_dtype=autocast_dtype,
             num_workers=self.num_workers,
             probe_seed=self.seed,
+            zero_shot_scale=self._zero_shot_scale,
         )

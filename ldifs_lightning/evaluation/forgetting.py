@@ -3,14 +3,17 @@
 For a foreign dataset d: ``A_LP`` is the test accuracy of a linear probe fitted on the encoder's
 l2-normalised train features, ``A_ZS`` the zero-shot accuracy against the *pre-trained* text
 tower's class embeddings. ``delta = A(fine-tuned) - A(pre-trained)``; negative means forgetting.
-Accuracies and deltas are in percentage points.
+Next to each accuracy, the expected calibration error of the same predictions (``lp_ece`` from
+the probe's logits, ``zs_ece`` from the zero-shot logits ``logit_scale.exp() * cosine``; see
+:mod:`~ldifs_lightning.evaluation.calibration`); its delta is positive when calibration got worse.
+Accuracies, ECEs and deltas are in percentage points.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -20,15 +23,17 @@ from ldifs_lightning.distributed import (
     broadcast_from_rank_zero,
     rank_and_world_size,
 )
+from ldifs_lightning.evaluation.calibration import expected_calibration_error
 from ldifs_lightning.evaluation.feature_cache import FeatureCache, cache_key, fingerprint_module
 from ldifs_lightning.evaluation.features import extract_features
 from ldifs_lightning.evaluation.linear_probe import linear_probe_accuracy
 from ldifs_lightning.evaluation.suite import ForeignDataset
-from ldifs_lightning.evaluation.zero_shot import zero_shot_accuracy
+from ldifs_lightning.evaluation.zero_shot import zero_shot_accuracy, zero_shot_logits
 from ldifs_lightning.models import (
     create_clip,
     get_tokenizer,
     image_encoder_of,
+    logit_scale_of,
     zero_shot_class_embeddings,
 )
 
@@ -97,8 +102,9 @@ def encoder_accuracies(
     num_workers: int = 0,
     cache: FeatureCache | None = None,
     probe_seed: int = 0,
+    zero_shot_scale: float | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Accuracies (in %) of one encoder on every dataset of a suite.
+    """Accuracies and calibration errors (in %) of one encoder on every dataset of a suite.
 
     Under DDP every rank extracts its shard of every dataset and takes part in every collective;
     the probe is fitted on rank zero and its result broadcast, so all ranks return the same dict.
@@ -114,11 +120,20 @@ def encoder_accuracies(
         num_workers: DataLoader workers for extraction.
         cache: Feature cache; only used for encoders whose weights never change (pre-trained).
         probe_seed: Seed of the probe's held-out split.
+        zero_shot_scale: The CLIP model's ``logit_scale.exp()``, which turns the zero-shot cosine
+            similarities into logits for ``zs_ece``; None leaves ``zs_ece`` out (``zs_acc`` does
+            not depend on it).
 
     Returns:
-        ``{dataset: {"lp_acc": float, "zs_acc": float}}`` with the requested metrics.
+        ``{dataset: {"lp_acc", "lp_ece", "zs_acc", "zs_ece": float}}`` with the requested
+        metrics (``lp_*`` for ``linear_probe``, ``zs_*`` for ``zero_shot``).
     """
     check_metrics(metrics)
+    if zero_shot_scale is not None and not (0 < zero_shot_scale < float("inf")):
+        raise ValueError(
+            f"zero_shot_scale={zero_shot_scale} must be a positive finite number "
+            "(the CLIP model's logit_scale.exp()) or None"
+        )
     text_classes: Mapping[str, Tensor] = class_embeddings or {}
     if "zero_shot" in metrics:
         missing = [d.name for d in suite if d.name not in text_classes]
@@ -135,25 +150,30 @@ def encoder_accuracies(
         row: dict[str, float] = {}
         if "linear_probe" in metrics:
             train_x, train_y = _features(encoder, dataset, "train", *args)
-            outcome: tuple[float | None, str | None] = (None, None)
+            outcome: tuple[tuple[float, float] | None, str | None] = (None, None)
             if rank_and_world_size()[0] == 0:
                 num_classes = max(int(train_y.max()), int(test_y.max())) + 1
                 if dataset.classnames:
                     num_classes = len(dataset.classnames)
                 try:
-                    accuracy, _ = linear_probe_accuracy(
+                    accuracy, probe = linear_probe_accuracy(
                         train_x, train_y, test_x, test_y, num_classes=num_classes, seed=probe_seed
                     )
-                    outcome = (accuracy, None)
+                    ece = expected_calibration_error(probe.logits(test_x.detach()), test_y)
+                    outcome = ((accuracy, ece), None)
                 except ValueError as error:  # shared, so no rank waits forever for rank zero
                     outcome = (None, f"{dataset.name}: {error}")
-            probe_accuracy, failure = broadcast_from_rank_zero(outcome)
-            if probe_accuracy is None:  # rank zero sent its failure instead
+            probe_result, failure = broadcast_from_rank_zero(outcome)
+            if probe_result is None:  # rank zero sent its failure instead
                 raise ValueError(failure)
-            row["lp_acc"] = 100.0 * float(probe_accuracy)
+            row["lp_acc"] = 100.0 * float(probe_result[0])
+            row["lp_ece"] = probe_result[1]
         if "zero_shot" in metrics:
             embeddings = text_classes[dataset.name].to(device=test_x.device, dtype=test_x.dtype)
             row["zs_acc"] = 100.0 * zero_shot_accuracy(test_x, test_y, embeddings)
+            if zero_shot_scale is not None:
+                logits = zero_shot_logits(test_x, embeddings, zero_shot_scale)
+                row["zs_ece"] = expected_calibration_error(logits, test_y)
         results[dataset.name] = row
     return results
 
@@ -161,15 +181,19 @@ def encoder_accuracies(
 def forgetting_deltas(
     baseline: Mapping[str, Mapping[str, float]], current: Mapping[str, Mapping[str, float]]
 ) -> dict[str, float]:
-    """Flat metrics: per dataset accuracies and deltas, and the suite means of the deltas.
+    """Flat metrics: per dataset accuracies, ECEs and deltas, and the suite means of the deltas.
 
     Keys: ``<dataset>/lp_acc``, ``<dataset>/delta_lp``, ``<dataset>/zs_acc``,
-    ``<dataset>/delta_zs``, ``mean_delta_lp``, ``mean_delta_zs`` (deltas only for the metrics
-    present in both).
+    ``<dataset>/delta_zs``, ``mean_delta_lp``, ``mean_delta_zs``; with calibration measured also
+    ``<dataset>/lp_ece``, ``<dataset>/delta_lp_ece``, ``<dataset>/zs_ece``,
+    ``<dataset>/delta_zs_ece``, ``mean_delta_lp_ece``, ``mean_delta_zs_ece`` (deltas only for
+    the metrics present in both).
 
     Example:
         >>> forgetting_deltas({"a": {"lp_acc": 80.0}}, {"a": {"lp_acc": 70.0}})
         {'a/lp_acc': 70.0, 'a/delta_lp': -10.0, 'mean_delta_lp': -10.0}
+        >>> forgetting_deltas({"a": {"zs_ece": 4.0}}, {"a": {"zs_ece": 9.0}})["mean_delta_zs_ece"]
+        5.0
     """
     flat: dict[str, float] = {}
     sums: dict[str, list[float]] = {}
@@ -186,6 +210,22 @@ def forgetting_deltas(
     return flat
 
 
+class PretrainedReference(NamedTuple):
+    """What forgetting is measured against: the pre-trained image encoder and zero-shot classifier.
+
+    Attributes:
+        encoder: The pre-trained image encoder, in eval mode.
+        class_embeddings: Per dataset, ``[K, D]`` unit-norm text embeddings (the zero-shot
+            classifier), or None when zero-shot is not measured.
+        zero_shot_scale: The model's ``logit_scale.exp()``: zero-shot logits are this times the
+            cosine similarities (for ``zs_ece``).
+    """
+
+    encoder: nn.Module
+    class_embeddings: dict[str, Tensor] | None
+    zero_shot_scale: float
+
+
 def pretrained_reference(
     model_name: str,
     pretrained: str | None,
@@ -193,8 +233,8 @@ def pretrained_reference(
     *,
     metrics: Sequence[Metric] = METRICS,
     device: torch.device | str = "cpu",
-) -> tuple[nn.Module, dict[str, Tensor] | None]:
-    """The pre-trained image encoder forgetting is measured against, and its class embeddings.
+) -> PretrainedReference:
+    """The pre-trained image encoder forgetting is measured against, and its zero-shot classifier.
 
     Builds the open_clip model ``model_name`` with weights ``pretrained`` on ``device``. With
     ``zero_shot`` in ``metrics`` its text tower encodes every dataset's class names and templates
@@ -203,10 +243,11 @@ def pretrained_reference(
     the pre-trained image encoder (whose input size its transform needs).
 
     Returns:
-        ``(image_encoder in eval mode, class embeddings or None)``.
+        A :class:`PretrainedReference`: ``(image encoder in eval mode, class embeddings or None,
+        logit_scale.exp())``.
 
     Example:
-        >>> encoder, embeddings = pretrained_reference(
+        >>> encoder, embeddings, scale = pretrained_reference(
         ...     "ldifs-tiny-vit", "demo", suite
         ... )  # doctest: +SKIP
         >>> embeddings["shapes"].shape  # doctest: +SKIP
@@ -224,7 +265,8 @@ def pretrained_reference(
             d.name: zero_shot_class_embeddings(clip, tokenizer, d.classnames, d.templates)
             for d in suite
         }
-    return image_encoder.eval(), embeddings
+    scale = float(logit_scale_of(clip).detach().exp())
+    return PretrainedReference(image_encoder.eval(), embeddings, scale)
 
 
 def measure_forgetting(
@@ -241,6 +283,7 @@ def measure_forgetting(
     autocast_dtype: torch.dtype | None = None,
     num_workers: int = 0,
     probe_seed: int = 0,
+    zero_shot_scale: float | None = None,
 ) -> dict[str, float]:
     """Per-dataset and mean forgetting of ``finetuned_encoder`` relative to ``pretrained_encoder``.
 
@@ -248,11 +291,12 @@ def measure_forgetting(
     the fine-tuned encoder's never do. ``baseline`` (the pre-trained accuracies of an earlier
     call, :func:`encoder_accuracies`' result) replaces measuring ``pretrained_encoder``, which may
     then be None. ``class_embeddings``, ``metrics``, ``device``, ``batch_size``,
-    ``autocast_dtype``, ``num_workers`` and ``probe_seed`` are :func:`encoder_accuracies`' for
-    both measurements.
+    ``autocast_dtype``, ``num_workers``, ``probe_seed`` and ``zero_shot_scale`` are
+    :func:`encoder_accuracies`' for both measurements.
 
     Returns:
-        :func:`forgetting_deltas` of the two measurements (in percentage points).
+        :func:`forgetting_deltas` of the two measurements (in percentage points), calibration
+        errors (``lp_ece``, ``zs_ece``) and their deltas included.
 
     Example:
         >>> deltas = measure_forgetting(before.visual, after.visual, suite)  # doctest: +SKIP
@@ -269,6 +313,7 @@ def measure_forgetting(
         autocast_dtype=autocast_dtype,
         num_workers=num_workers,
         probe_seed=probe_seed,
+        zero_shot_scale=zero_shot_scale,
     )
     if baseline is None:
         if pretrained_encoder is None:

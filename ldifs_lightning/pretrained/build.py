@@ -45,6 +45,7 @@ def measure_card(
         create_clip,
         get_tokenizer,
         image_encoder_of,
+        logit_scale_of,
         zero_shot_class_embeddings,
     )
 
@@ -57,7 +58,11 @@ def measure_card(
     }
     with torch.no_grad():
         return encoder_accuracies(
-            image_encoder_of(clip), suite, class_embeddings=embeddings, metrics=list(metrics)
+            image_encoder_of(clip),
+            suite,
+            class_embeddings=embeddings,
+            metrics=list(metrics),
+            zero_shot_scale=float(logit_scale_of(clip).detach().exp()),
         )
 
 

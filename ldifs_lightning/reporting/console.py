@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 
 def _cell(value: float | None) -> str:
@@ -15,9 +15,12 @@ def format_forgetting_table(
 ) -> str:
     """Per dataset the pre-trained and current accuracy and the delta, then the suite means.
 
+    When calibration was measured (``lp_ece`` / ``zs_ece`` keys), a second block shows the
+    expected calibration errors the same way (a positive delta: calibration got worse).
+
     Args:
         flat: ``forgetting_deltas`` of the latest evaluation.
-        baseline: Pre-trained accuracies per dataset.
+        baseline: Pre-trained accuracies (and calibration errors) per dataset.
 
     Example:
         >>> print(format_forgetting_table({"a/lp_acc": 70.0, "a/delta_lp": -10.0,
@@ -26,23 +29,52 @@ def format_forgetting_table(
         dataset           LP pre  LP now     dLP  ZS pre  ZS now     dZS
         a                  80.00   70.00  -10.00       -       -       -
         mean                              -10.00                       -
+        >>> flat = {"a/lp_acc": 70.0, "a/lp_ece": 6.0, "a/delta_lp_ece": 3.5}
+        >>> print(format_forgetting_table(flat, {"a": {"lp_acc": 80.0, "lp_ece": 2.5}}))
+        ... # doctest: +NORMALIZE_WHITESPACE
+        dataset           LP pre  LP now     dLP  ZS pre  ZS now     dZS
+        a                  80.00   70.00       -       -       -       -
+        mean                                   -                       -
+        ECE               LP pre  LP now    dECE  ZS pre  ZS now    dECE
+        a                   2.50    6.00    3.50       -       -       -
+        mean                                   -                       -
     """
-    lines = [
-        f"{'dataset':<16}{'LP pre':>8}{'LP now':>8}{'dLP':>8}{'ZS pre':>8}{'ZS now':>8}{'dZS':>8}"
+    lines = _block(flat, baseline, "accuracy")
+    if any(key.endswith("_ece") for key in flat):
+        lines += _block(flat, baseline, "ece")
+    return "\n".join(lines)
+
+
+def _block(
+    flat: Mapping[str, float],
+    baseline: Mapping[str, Mapping[str, float]],
+    measure: Literal["accuracy", "ece"],
+) -> list[str]:
+    """Lines of one table: per dataset pre / now / delta for LP and ZS, then the mean deltas."""
+    # (measured key, delta key, delta column title) for LP and ZS
+    columns = [
+        (f"{short}_acc", short, f"d{short.upper()}")
+        if measure == "accuracy"
+        else (f"{short}_ece", f"{short}_ece", "dECE")
+        for short in ("lp", "zs")
     ]
-    for name in sorted(baseline):
-        parts = [f"{name:<16}"]
-        for short in ("lp", "zs"):
+    header = [f"{'dataset' if measure == 'accuracy' else 'ECE':<16}"]
+    for (_, _, title), name in zip(columns, ("LP", "ZS"), strict=True):
+        header += [f"{name + ' pre':>8}", f"{name + ' now':>8}", f"{title:>8}"]
+    lines = ["".join(header)]
+    for dataset in sorted(baseline):
+        parts = [f"{dataset:<16}"]
+        for key, delta, _ in columns:
             parts += [
-                _cell(baseline[name].get(f"{short}_acc")),
-                _cell(flat.get(f"{name}/{short}_acc")),
-                _cell(flat.get(f"{name}/delta_{short}")),
+                _cell(baseline[dataset].get(key)),
+                _cell(flat.get(f"{dataset}/{key}")),
+                _cell(flat.get(f"{dataset}/delta_{delta}")),
             ]
         lines.append("".join(parts))
-    means = [f"{'mean':<16}", " " * 16, _cell(flat.get("mean_delta_lp")), " " * 16]
-    means.append(_cell(flat.get("mean_delta_zs")))
+    means = [f"{'mean':<16}", " " * 16, _cell(flat.get(f"mean_delta_{columns[0][1]}")), " " * 16]
+    means.append(_cell(flat.get(f"mean_delta_{columns[1][1]}")))
     lines.append("".join(means))
-    return "\n".join(lines)
+    return lines
 
 
 def format_wiseft_table(rows: Sequence[Mapping[str, Any]]) -> str:

@@ -22,6 +22,14 @@ HISTORY_COLUMNS = (
     "pretrained_zs_acc",
     "delta_zs",
     "zero_shot_text_tower",
+    # Expected calibration errors (in %) of the same predictions; appended so that the columns
+    # above keep their positions.
+    "lp_ece",
+    "pretrained_lp_ece",
+    "delta_lp_ece",
+    "zs_ece",
+    "pretrained_zs_ece",
+    "delta_zs_ece",
 )
 #: Columns of ``wiseft.csv``, one row per (method, alpha).
 WISEFT_COLUMNS = ("method", "alpha", "task_acc", "mean_delta_lp", "mean_delta_zs")
@@ -32,10 +40,14 @@ def history_rows(
 ) -> list[dict[str, object]]:
     """One row per (evaluation, dataset) with accuracies, pre-trained levels and deltas (in %).
 
+    The same for the expected calibration errors (``lp_ece``, ``pretrained_lp_ece``,
+    ``delta_lp_ece``, and ``zs_*``) where they were measured; None where not.
+
     Example:
-        >>> entry = {"epoch": 0, "step": 5, "accuracies": {"a": {"lp_acc": 70.0}}}
-        >>> history_rows({"a": {"lp_acc": 80.0}}, [entry])[0]["delta_lp"]
-        -10.0
+        >>> entry = {"epoch": 0, "step": 5, "accuracies": {"a": {"lp_acc": 70.0, "lp_ece": 6.0}}}
+        >>> row = history_rows({"a": {"lp_acc": 80.0, "lp_ece": 2.5}}, [entry])[0]
+        >>> row["delta_lp"], row["delta_lp_ece"], row["zs_ece"]
+        (-10.0, 3.5, None)
     """
     rows = []
     for entry in history:
@@ -47,12 +59,14 @@ def history_rows(
                 "zero_shot_text_tower": entry.get("text_tower") if "zs_acc" in accuracies else None,
             }
             for short in ("lp", "zs"):
-                value = accuracies.get(f"{short}_acc")
-                before = baseline.get(name, {}).get(f"{short}_acc")
-                row[f"{short}_acc"] = value
-                row[f"pretrained_{short}_acc"] = before
-                both = value is not None and before is not None
-                row[f"delta_{short}"] = value - before if both else None
+                # (measured key, its delta's column): accuracy, then calibration error
+                for key, delta in ((f"{short}_acc", short), (f"{short}_ece", f"{short}_ece")):
+                    value = accuracies.get(key)
+                    before = baseline.get(name, {}).get(key)
+                    row[key] = value
+                    row[f"pretrained_{key}"] = before
+                    both = value is not None and before is not None
+                    row[f"delta_{delta}"] = value - before if both else None
             rows.append(row)
     return rows
 

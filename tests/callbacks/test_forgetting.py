@@ -15,10 +15,12 @@ from ldifs_lightning import FLYPModule, LDIFSModule
 from ldifs_lightning.callbacks import ConceptForgettingCallback
 from ldifs_lightning.data import FineTuneDataModule
 from ldifs_lightning.evaluation import forgetting as forgetting_functions
+from ldifs_lightning.evaluation.features import extract_features
 from ldifs_lightning.evaluation.forgetting import encoder_accuracies, measure_forgetting
 from ldifs_lightning.evaluation.suite import ForeignDataset, registry_suite
-from ldifs_lightning.models import create_clip
+from ldifs_lightning.models import create_clip, get_tokenizer, zero_shot_class_embeddings
 from tests.conftest import TINY_VIT, quiet_trainer
+from tests.ece_by_hand import ece_by_hand, softmax_rows
 
 CAPS = dict(max_train_samples=48, max_test_samples=32)
 
@@ -65,7 +67,23 @@ def test_fast_dev_run_logs_every_metric_and_writes_reports(tmp_path):
     assert logged["forgetting/shapes/delta_lp"].item() == pytest.approx(
         logged["forgetting/shapes/lp_acc"].item() - baseline["lp_acc"], abs=1e-4
     )
+    for short in ("lp", "zs"):  # calibration errors travel with the accuracies
+        ece = logged[f"forgetting/shapes/{short}_ece"].item()
+        assert 0.0 <= ece <= 100.0 and 0.0 <= baseline[f"{short}_ece"] <= 100.0
+        delta = logged[f"forgetting/shapes/delta_{short}_ece"].item()
+        assert delta == pytest.approx(ece - baseline[f"{short}_ece"], abs=1e-4)
+        assert logged[f"forgetting/mean_delta_{short}_ece"].item() == pytest.approx(delta)
     assert (tmp_path / "forgetting.csv").is_file() and (tmp_path / "forgetting.png").is_file()
+    with open(tmp_path / "forgetting.csv") as handle:
+        (row,) = list(csv.DictReader(handle))
+    for short in ("lp", "zs"):
+        assert float(row[f"{short}_ece"]) == pytest.approx(
+            logged[f"forgetting/shapes/{short}_ece"].item(), abs=1e-4
+        )
+        assert float(row[f"pretrained_{short}_ece"]) == baseline[f"{short}_ece"]
+        assert float(row[f"delta_{short}_ece"]) == pytest.approx(
+            float(row[f"{short}_ece"]) - baseline[f"{short}_ece"]
+        )
 
 
 @pytest.mark.filterwarnings("ignore:The dirpath has changed from:UserWarning")
@@ -116,6 +134,7 @@ def test_standalone_evaluate_without_trainer(tmp_path):
     same = callback.evaluate(create_clip(TINY_VIT, weights).visual)
     assert same["shapes/delta_lp"] == 0.0 and same["shapes/delta_zs"] == 0.0
     assert same["mean_delta_lp"] == 0.0 and same["mean_delta_zs"] == 0.0
+    assert same["shapes/delta_lp_ece"] == 0.0 and same["mean_delta_zs_ece"] == 0.0
 
     changed = create_clip(TINY_VIT, weights).visual
     with torch.no_grad():
@@ -124,6 +143,20 @@ def test_standalone_evaluate_without_trainer(tmp_path):
     other = callback.evaluate(changed)
     assert set(other) == set(same)
     assert other["shapes/lp_acc"] != same["shapes/lp_acc"]
+
+    # zs_ece: softmax over the pre-trained model's logit_scale.exp() x cosine, binned by hand.
+    clip = create_clip(TINY_VIT, weights).eval()
+    (member,) = registry_suite(["shapes"], "data", 32, **CAPS)
+    classes = zero_shot_class_embeddings(
+        clip, get_tokenizer(TINY_VIT), member.classnames, member.templates
+    )
+    features, labels = extract_features(clip.visual, member.test, batch_size=16)
+    scale = float(clip.logit_scale.detach().exp())
+    logits = [
+        [scale * float(torch.dot(x, c) / (x.norm() * c.norm())) for c in classes] for x in features
+    ]
+    expected = ece_by_hand(softmax_rows(logits), labels.tolist(), bins=15)
+    assert same["shapes/zs_ece"] == pytest.approx(expected, abs=1e-3)
 
 
 def test_second_run_hits_the_cache_for_pretrained_features(tmp_path, monkeypatch):
@@ -245,11 +278,12 @@ def test_flyp_zero_shot_uses_the_current_text_tower(tmp_path, monkeypatch):
         lr=1e-3,
         warmup_steps=1,
     )
-    seen = []
+    seen, scales = [], []
     real = forgetting_functions.encoder_accuracies
 
     def spy(encoder, suite, **kwargs):
         seen.append(kwargs["class_embeddings"]["shapes"].clone())
+        scales.append(kwargs["zero_shot_scale"])
         return real(encoder, suite, **kwargs)
 
     monkeypatch.setattr("ldifs_lightning.callbacks.forgetting.encoder_accuracies", spy)
@@ -258,6 +292,9 @@ def test_flyp_zero_shot_uses_the_current_text_tower(tmp_path, monkeypatch):
     expected = module.text_tower.class_embeddings(data.classnames, data.templates)
     torch.testing.assert_close(seen[-1], expected)
     assert not torch.equal(seen[0], seen[-1])  # baseline: pre-trained text tower
+    # zs_ece: the logit scale belongs with the text tower the class embeddings come from
+    assert scales[-1] == pytest.approx(float(module.text_tower.logit_scale.detach().exp()))
+    assert scales[0] == pytest.approx(float(create_clip(TINY_VIT).logit_scale.detach().exp()))
     assert callback.history[-1]["text_tower"] == "current"
     with open(tmp_path / "forgetting.csv") as handle:
         assert [row["zero_shot_text_tower"] for row in csv.DictReader(handle)] == ["current"]

@@ -13,6 +13,7 @@ from ldifs_lightning.evaluation.forgetting import encoder_accuracies, forgetting
 from ldifs_lightning.evaluation.suite import ForeignDataset, registry_suite
 from ldifs_lightning.models import create_clip
 from tests.conftest import TINY_VIT, quiet_trainer
+from tests.ece_by_hand import ece_by_hand, softmax_rows
 
 
 def test_suite_means_divide_by_the_number_of_datasets():
@@ -68,3 +69,32 @@ def test_callback_baseline_is_the_named_pretrained_model_not_the_encoder_at_fit_
     pretrained = create_clip(TINY_VIT, "demo").visual
     expected = encoder_accuracies(pretrained, suite, metrics=["linear_probe"], batch_size=16)
     assert callback.baseline == expected
+
+
+def test_calibration_errors_come_from_the_probe_and_the_scaled_zero_shot_logits():
+    train, test = _separable(200, False, 0), _separable(60, False, 1)
+    member = ForeignDataset("toy", train, test, classnames=["neg", "pos"], templates=["{}"])
+    classes = torch.tensor([[-1.0, 0.3, 0.0, 0.0], [1.0, 0.0, 0.2, 0.0]])
+    args = dict(class_embeddings={"toy": classes}, probe_seed=0)
+    with_ece = encoder_accuracies(nn.Identity(), [member], zero_shot_scale=20.0, **args)["toy"]
+    without = encoder_accuracies(nn.Identity(), [member], **args)["toy"]
+    assert "zs_ece" not in without and without["zs_acc"] == with_ece["zs_acc"]
+    assert without["lp_acc"] == with_ece["lp_acc"] and without["lp_ece"] == with_ece["lp_ece"]
+
+    train_x, train_y = extract_features(nn.Identity(), train)
+    test_x, test_y = extract_features(nn.Identity(), test)
+    _, probe = linear_probe_accuracy(train_x, train_y, test_x, test_y, num_classes=2, seed=0)
+    probe_logits = probe.logits(test_x).tolist()
+    expected_lp = ece_by_hand(softmax_rows(probe_logits), test_y.tolist(), bins=15)
+    assert with_ece["lp_ece"] == pytest.approx(expected_lp, abs=1e-3)
+    cosine = [
+        [20.0 * float(torch.dot(x, c) / (x.norm() * c.norm())) for c in classes] for x in test_x
+    ]
+    expected_zs = ece_by_hand(softmax_rows(cosine), test_y.tolist(), bins=15)
+    assert with_ece["zs_ece"] == pytest.approx(expected_zs, abs=1e-3)
+
+
+def test_zero_shot_scale_must_be_positive():
+    member = ForeignDataset("toy", _separable(20, False, 0), _separable(20, False, 1))
+    with pytest.raises(ValueError, match=r"zero_shot_scale=0.0 must be a positive finite number"):
+        encoder_accuracies(nn.Identity(), [member], metrics=["linear_probe"], zero_shot_scale=0.0)
