@@ -49,9 +49,8 @@ REPO = Path(__file__).resolve().parents[1]
 METHOD_CONFIGS = REPO / "configs" / "methods"
 DEMO_CONFIG = REPO / "configs" / "demo" / "ldifs.yaml"
 
-#: Method name -> its config in configs/methods/ (LP there is ``freeze_encoder: true`` with a
-#: zero-shot head; its ``linear_probe`` initialisation is a one-off pass before training, not a step
-#: cost).
+#: Method name -> its config in configs/methods/ (LP there fits a probe once and takes no step;
+#: the benchmark times head-only training: ``freeze_encoder`` with a zero-shot head).
 METHODS: dict[str, str] = {
     "FT": "ft.yaml",
     "LS": "ls.yaml",
@@ -175,6 +174,11 @@ def build_module(method: str, model_name: str) -> torch.nn.Module:
         (True, 'FineTuneModule')
     """
     spec = method_spec(method)
+    init_args = spec["init_args"]
+    if init_args.get("freeze_encoder") and init_args.get("head_init") == "linear_probe":
+        # lp.yaml's LP fits a probe once and takes no step; the LP row times a step of
+        # head-only training (fixed encoder, zero-shot head).
+        init_args["head_init"] = "zeroshot"
     cls = _fine_tuner_class(spec["class_path"], METHOD_CONFIGS / METHODS[method])
     classnames = [f"class {index}" for index in range(NUM_CLASSES)]
     module = cls(classnames, TEMPLATES, model_name=model_name, pretrained=None, **spec["init_args"])

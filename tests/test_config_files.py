@@ -73,7 +73,7 @@ def test_by_name_and_by_path_give_the_same_run(capsys, tmp_path, monkeypatch):
 def test_every_method_config_builds_on_the_reference_base():
     base = shipped_config("base/vit_b32")
     methods = sorted((shipped_configs_dir() / "methods").glob("*.yaml"))
-    assert len(methods) == 9
+    assert len(methods) == 11
     for method in methods:
         assert config_base(method) == base, method.name
         loaded = yaml.safe_load(method.read_text())
@@ -116,7 +116,12 @@ def test_the_readme_pair_resolves_as_data_then_base_then_method(capsys):
     )
     init_args = printed["model"]["init_args"]
     assert (init_args["model_name"], init_args["pretrained"]) == ("ViT-B-32", "openai")
-    assert (init_args["lr"], init_args["freeze_encoder"]) == (1e-3, True)  # lp.yaml's over base's
+    # base's lr, lp.yaml's own keys
+    assert (init_args["lr"], init_args["freeze_encoder"], init_args["head_init"]) == (
+        1e-5,
+        True,
+        "linear_probe",
+    )
     assert (printed["trainer"]["precision"], printed["trainer"]["gradient_clip_val"]) == (
         "32-true",
         1.0,

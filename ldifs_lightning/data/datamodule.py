@@ -245,7 +245,7 @@ class FineTuneDataModule(LightningDataModule):
             self.test_set = Subset(official, _first(usable, hp["max_test_samples"]))
 
     def _loader(
-        self, dataset: Dataset | None, split: Literal["train", "val", "test"]
+        self, dataset: Dataset | None, split: Literal["train", "val", "test", "fit_eval"]
     ) -> DataLoader:
         if dataset is None:
             stage = "test" if split == "test" else "fit"
@@ -267,6 +267,22 @@ class FineTuneDataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, "train")
+
+    def fit_eval_dataloader(self) -> DataLoader:
+        """The fit split (train minus val) with the eval transform, in index order, unshuffled.
+
+        What a linear probe on fixed features is fitted on (LP and LP-FT's head, as the
+        reference code fits it): no augmentation, every fit image once. It is a plain loader
+        (no sampler): callers that run under DDP shard it themselves
+        (:func:`~ldifs_lightning.evaluation.features.extract_features` does).
+
+        Example:
+            >>> data = FineTuneDataModule("shapes", image_size=32, max_train_samples=40)
+            >>> data.setup("fit")
+            >>> len(data.fit_eval_dataloader().dataset)
+            40
+        """
+        return self._loader(self.train_set, "fit_eval")
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, "val")

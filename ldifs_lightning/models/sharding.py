@@ -75,7 +75,7 @@ def check_strategy(strategy: Any, *, loss: str, head_init: str) -> None:
         )
     if head_init == "linear_probe":
         raise ValueError(
-            "head_init='linear_probe' (LP-FT) is not supported under ModelParallelStrategy "
+            "head_init='linear_probe' (LP, LP-FT) is not supported under ModelParallelStrategy "
             "(FSDP2): fit the probe head with strategy ddp, or use head_init='zeroshot'"
         )
 

@@ -187,8 +187,6 @@ class CLIPFineTuner(LightningModule):
             # keeps each submodule's mode across its train/eval switches.
             self.image_encoder.requires_grad_(False)
             self.image_encoder.eval()
-        if self.probe_only:
-            self.head.requires_grad_(False)  # LP: the probe fitted at fit start is the result
         del clip  # without FLYP the text tower is only needed for the head
 
         # The warnings filter added for the fit loop's eval-mode check (see on_fit_start), and
@@ -248,7 +246,9 @@ class CLIPFineTuner(LightningModule):
         """LP as the reference code runs it: the encoder is fixed and the head is the linear
         probe fitted at fit start (``freeze_encoder=True``, ``head_init="linear_probe"``).
 
-        Nothing trains: the fit ends after the probe is fitted, before the first step.
+        Nothing trains: there is no optimizer and the fit ends after the probe is fitted, before
+        the first step. (The head keeps ``requires_grad``: DDP refuses a module without a
+        parameter that does.)
         """
         return self.freeze_encoder and self.head_init == "linear_probe"
 

@@ -21,11 +21,14 @@ class FineTuneModule(CLIPFineTuner):
     ========  ===================================================================
     FT        defaults (zero-shot head, encoder trains, no regulariser)
     LS        ``label_smoothing=0.1``
-    LP        ``freeze_encoder=True`` (only the head trains)
+    LP        ``freeze_encoder=True, head_init="linear_probe"`` (the probe, fitted
+              once at fit start; nothing trains after it)
     LP-FT     ``head_init="linear_probe"``
     LDIFS     ``regularizers=[LDIFS(weight=10)]`` (or :class:`LDIFSModule`)
     L2SP      ``regularizers=[L2SP(weight=...)]``
     ========  ===================================================================
+
+    ``freeze_encoder=True`` with another ``head_init`` trains the head alone by minibatches.
 
     Args:
         classnames: One human-readable name per class, in label order (LightningCLI links it from
@@ -38,15 +41,18 @@ class FineTuneModule(CLIPFineTuner):
         regularizers: Terms added to the loss, each ``weight * value``; in YAML a list of
             ``{class_path, init_args}`` (e.g. ``ldifs_lightning.regularizers.LDIFS``).
         label_smoothing: Label smoothing of the cross-entropy (LS baseline: 0.1).
-        head_init: ``zeroshot`` (text embeddings), ``linear_probe`` (LP-FT: a probe fitted on the
-            training set's features at fit start) or ``random``.
-        freeze_encoder: Train only the head (linear probing, LP); the encoder stays in eval mode.
-            Regularisers then have nothing to act on and are refused.
+        head_init: ``zeroshot`` (text embeddings), ``linear_probe`` (a probe fitted at fit start
+            on the pre-trained features of the fit split under the eval transform; LP-FT) or
+            ``random``.
+        freeze_encoder: Keep the encoder fixed, in eval mode. With ``head_init="linear_probe"``
+            this is LP: the head is the probe, frozen too, and the fit ends before its first
+            step; otherwise the head alone trains. Regularisers have nothing to act on and are
+            refused.
         lr: Peak learning rate of AdamW.
         weight_decay: AdamW weight decay (applied to every trainable parameter).
         warmup_steps: Linear warm-up steps before the cosine decay.
         text_batch_size: Captions per batch when building the zero-shot head.
-        seed: Seed of LP-FT's probe (its held-out split for choosing the l2 strength).
+        seed: Seed of the linear probe (its held-out split for choosing the l2 strength).
         activation_checkpointing: Recompute the encoder's transformer blocks in backward instead
             of keeping their activations (less memory, about one more encoder forward per step).
 

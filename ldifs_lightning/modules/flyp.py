@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from open_clip import ClipLoss
 from torch import nn
+from torch.optim import Optimizer
 
 from ldifs_lightning.models.text_tower import TextTower, sample_captions
 from ldifs_lightning.modules.fine_tuner import CLIPFineTuner
 from ldifs_lightning.regularizers import Regularizer
 
 FLYPLoss = Literal["contrastive", "cross_entropy"]
+
+#: Upper bound of ``logit_scale`` (a temperature of 1/100), as open_clip's training loop keeps it.
+MAX_LOGIT_SCALE = math.log(100)
 
 
 class FLYPModule(CLIPFineTuner):
@@ -26,6 +31,10 @@ class FLYPModule(CLIPFineTuner):
     The model classifies with the current text tower's zero-shot head, refreshed before
     validation, before testing and at the end of training. Regularisers act on the image encoder.
 
+    As open_clip's training script does, ``logit_scale`` is clamped to ``[0, ln 100]`` after every
+    optimizer step and gets no weight decay (its own AdamW group with ``weight_decay=0``); every
+    other trainable parameter is decayed by ``weight_decay``.
+
     Args:
         classnames: One human-readable name per class, in label order.
         templates: Prompt templates with one ``{}`` each; captions are sampled from them.
@@ -35,7 +44,7 @@ class FLYPModule(CLIPFineTuner):
         loss: ``contrastive`` (FLYP) or ``cross_entropy`` (FLYP-CE).
         regularizers: Terms added to the loss (acting on the image encoder).
         lr: Peak learning rate of AdamW.
-        weight_decay: AdamW weight decay.
+        weight_decay: AdamW weight decay (every trainable parameter except ``logit_scale``).
         warmup_steps: Linear warm-up steps before the cosine decay.
         text_batch_size: Captions per batch when building the zero-shot head.
         seed: Seed of the caption sampling (with the global step).
@@ -48,6 +57,9 @@ class FLYPModule(CLIPFineTuner):
     """
 
     _strategy_loss_name = "flyp"
+    #: Clamp ``logit_scale`` after each step and keep it out of weight decay (open_clip's rule).
+    #: A subclass whose recipe was measured without it may set this to False.
+    open_clip_logit_scale: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -119,6 +131,38 @@ class FLYPModule(CLIPFineTuner):
         world = self.trainer.world_size if self._trainer else 1
         rank = self.trainer.global_rank if self._trainer else 0
         return ClipLoss(gather_with_grad=True, rank=rank, world_size=world)
+
+    # ----------------------------------------------------------------------- optimizer
+    def optimizer_parameters(self) -> list[dict[str, Any]]:
+        """AdamW's groups: ``logit_scale`` without weight decay, the rest with it.
+
+        Only ``logit_scale`` leaves the decayed group: decay would pull it towards 0 (a logit
+        scale of 1) at every step. open_clip's training script also exempts gains and biases
+        (``p.ndim < 2`` or ``bn``/``ln``/``bias`` in the name); FLYP's released code decays every
+        parameter, and this module follows it for everything but ``logit_scale``.
+        """
+        if not self.open_clip_logit_scale:
+            return [{"params": self.trainable_parameters()}]
+        scale = self.text_tower.logit_scale
+        rest = [p for p in self.trainable_parameters() if p is not scale]
+        groups: list[dict[str, Any]] = [{"params": rest}]
+        if scale.requires_grad:
+            groups.append({"params": [scale], "weight_decay": 0.0})
+        return groups
+
+    def optimizer_step(
+        self,
+        epoch: int,
+        batch_idx: int,
+        optimizer: Optimizer | Any,
+        optimizer_closure: Callable[[], Any] | None = None,
+    ) -> None:
+        """The step, then ``logit_scale`` clamped to ``[0, ln 100]`` (open_clip's training loop)."""
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        if not self.open_clip_logit_scale:
+            return
+        with torch.no_grad():
+            self.text_tower.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
 
     # ----------------------------------------------------------------------- the text head
     def refresh_text_head(self) -> None:

@@ -93,6 +93,9 @@ class CLIPPretrainModule(FLYPModule):
         torch.Size([2, 8])
     """
 
+    # The recipe the shipped weights were trained with decays logit_scale and never clamps it.
+    open_clip_logit_scale = False
+
     def __init__(
         self,
         classnames: Sequence[str],

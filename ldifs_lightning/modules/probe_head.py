@@ -1,4 +1,10 @@
-"""LP-FT's head initialisation: a linear probe fitted on the training set's features."""
+"""LP's head and LP-FT's head initialisation: a linear probe fitted on the fit split's features.
+
+The features are those of the fit split (train minus val) under the eval transform, as the
+reference code fits its probe head: a DataModule offers them through ``fit_eval_dataloader()``
+(:class:`~ldifs_lightning.data.FineTuneDataModule` does). Another DataModule's training loader is
+used as it delivers its items (its augmentation included), with a warning.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from lightning.pytorch import Trainer
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from ldifs_lightning.distributed import all_gather_objects, broadcast_from_rank_zero
@@ -16,28 +23,39 @@ if TYPE_CHECKING:
     from ldifs_lightning.modules.fine_tuner import CLIPFineTuner
 
 
-def _train_loader(trainer: Trainer) -> DataLoader:
+_WHO = "head_init='linear_probe' (LP, LP-FT)"
+
+
+def _probe_loader(trainer: Trainer) -> tuple[DataLoader, bool]:
+    """The loader whose images the probe is fitted on, and whether it is the eval-transform one.
+
+    ``fit_eval_dataloader()`` when the DataModule has it, else its ``train_dataloader()``.
+    """
     datamodule = getattr(trainer, "datamodule", None)
     if datamodule is None:
         raise ValueError(
-            "head_init='linear_probe' (LP-FT) needs a LightningDataModule with a training split; "
-            "pass datamodule= to Trainer.fit"
+            f"{_WHO} needs a LightningDataModule with a training split; pass datamodule= to "
+            "Trainer.fit"
         )
+    eval_transform = callable(getattr(datamodule, "fit_eval_dataloader", None))
+    method = "fit_eval_dataloader" if eval_transform else "train_dataloader"
     try:
-        loader = datamodule.train_dataloader()
+        loader = getattr(datamodule, method)()
         size = len(loader)
     except Exception as error:  # a DataModule without train data fails in many ways
         raise ValueError(
-            f"head_init='linear_probe' (LP-FT) needs a training split, but "
-            f"{type(datamodule).__name__}.train_dataloader() failed: "
+            f"{_WHO} needs a training split, but {type(datamodule).__name__}.{method}() failed: "
             f"{type(error).__name__}: {error}"
         ) from None
     if size == 0:
-        raise ValueError(
-            f"head_init='linear_probe' (LP-FT) needs a training split, but "
-            f"{type(datamodule).__name__} has none"
+        raise ValueError(f"{_WHO} needs a training split, but {type(datamodule).__name__} has none")
+    if not eval_transform:
+        rank_zero_warn(
+            f"{type(datamodule).__name__} has no fit_eval_dataloader(): the linear-probe head is "
+            "fitted on its training loader's items, augmentation included; add a "
+            "fit_eval_dataloader() returning the training split with the eval transform"
         )
-    return loader
+    return loader, eval_transform
 
 
 class _SampledItems(Dataset):
@@ -68,15 +86,15 @@ def _training_items(loader: DataLoader) -> _SampledItems:
     """
     if isinstance(loader.dataset, IterableDataset) or loader.batch_sampler is None:
         raise ValueError(
-            "head_init='linear_probe' (LP-FT) needs a map-style training dataset with a batch "
-            f"size, got a loader over {type(loader.dataset).__name__}"
+            f"{_WHO} needs a map-style training dataset with a batch size, got a loader over "
+            f"{type(loader.dataset).__name__}"
         )
     keys = [key for batch in loader.batch_sampler for key in batch]
     shards = all_gather_objects(keys)
     if len({len(shard) for shard in shards}) > 1:
         raise ValueError(
-            "head_init='linear_probe' (LP-FT) needs the same number of training samples on "
-            f"every rank, got {[len(shard) for shard in shards]}; use a DistributedSampler"
+            f"{_WHO} needs the same number of training samples on every rank, got "
+            f"{[len(shard) for shard in shards]}; use a DistributedSampler"
         )
     interleaved = [key for group in zip(*shards, strict=True) for key in group]
     return _SampledItems(loader.dataset, interleaved)
@@ -84,14 +102,16 @@ def _training_items(loader: DataLoader) -> _SampledItems:
 
 @torch.no_grad()
 def fit_probe_head(module: CLIPFineTuner, trainer: Trainer) -> None:
-    """Set ``module.head`` to a probe fitted on l2-normalised features of the training set.
+    """Set ``module.head`` to a probe fitted on l2-normalised features of the fit split.
 
     The features come from :func:`~ldifs_lightning.evaluation.features.extract_features` (the
-    path the forgetting callback measures with) over the items the DataModule's training loader
-    delivers in its first epoch, in its order and with its augmentation, in batches of its size.
-    Under DDP every rank encodes its own loader's shard (the loader must shard, as
-    ``FineTuneDataModule``'s does), the shards are gathered, the probe is fitted on rank zero and
-    its weights broadcast, so every rank starts from the same head.
+    path the forgetting callback measures with) over the DataModule's ``fit_eval_dataloader()``:
+    the fit split with the eval transform, each image once, in batches of its size. A DataModule
+    without that method gives its training loader's first-epoch items instead (its order and
+    augmentation; the loader must shard under DDP), with a warning. Under DDP every rank encodes
+    its shard, the shards are gathered, the probe (its l2 strength chosen on a seeded held-out
+    part, see :func:`~ldifs_lightning.evaluation.linear_probe.fit_linear_probe`) is fitted on
+    rank zero and its weights broadcast, so every rank holds the same head.
 
     The encoder runs as in a training step, under the trainer's precision plugin: inputs are
     converted to its dtype (``bf16-true``/``16-true`` weights need bf16/fp16 images) and the
@@ -101,10 +121,11 @@ def fit_probe_head(module: CLIPFineTuner, trainer: Trainer) -> None:
         >>> module = LDIFSModule(classes, templates, head_init="linear_probe")  # doctest: +SKIP
         >>> trainer.fit(module, datamodule=data)  # fits the head at fit start  # doctest: +SKIP
     """
-    loader = _train_loader(trainer)
+    loader, eval_transform = _probe_loader(trainer)
+    items: Dataset = loader.dataset if eval_transform else _training_items(loader)
     features, labels = extract_features(
         PrecisionEncoder(module.image_encoder, trainer.precision_plugin),
-        _training_items(loader),
+        items,
         batch_size=loader.batch_size or 1,
         device=module.device,
         num_workers=loader.num_workers,
@@ -117,7 +138,7 @@ def fit_probe_head(module: CLIPFineTuner, trainer: Trainer) -> None:
             )
             outcome = (probe.weight.cpu(), probe.bias.cpu())
         except ValueError as error:  # shared, so no rank waits forever for rank zero
-            outcome = f"head_init='linear_probe' (LP-FT) could not fit the probe: {error}"
+            outcome = f"{_WHO} could not fit the probe: {error}"
     outcome = broadcast_from_rank_zero(outcome)
     if isinstance(outcome, str):
         raise ValueError(outcome)

@@ -1,17 +1,20 @@
 """The paper's baselines as compositions of the fine-tuning modules, each checked against a value
 computed here."""
 
+import math
 from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
+from lightning.pytorch import LightningDataModule
 from open_clip import ClipLoss
 from torch.utils.data import DataLoader, TensorDataset
 
 from ldifs_lightning import FineTuneModule, FLYPModule, LDIFSModule
 from ldifs_lightning.callbacks import WiSEFTCallback
 from ldifs_lightning.data import FineTuneDataModule
+from ldifs_lightning.data.transforms import eval_transform, train_transform
 from ldifs_lightning.evaluation.linear_probe import fit_linear_probe
 from ldifs_lightning.models.text_tower import sample_captions
 from ldifs_lightning.regularizers import L2SP, LDIFS
@@ -127,7 +130,17 @@ def test_linear_probing_trains_only_the_head(tmp_path):
     assert not torch.equal(module.head.weight, head_before)
 
 
-def test_lpft_head_is_the_probe_fitted_on_training_features(tmp_path):
+def _features(encoder, dataset, transform, dtype=torch.float32):
+    """l2-normalised features of ``dataset``'s PIL images under ``transform``, written out here."""
+    encoder.eval()
+    images = torch.stack([transform(image) for image, _ in dataset])
+    labels = torch.tensor([label for _, label in dataset])
+    with torch.no_grad():
+        features = torch.cat([encoder(batch.to(dtype)).float() for batch in images.split(16)])
+    return F.normalize(features, dim=-1), labels
+
+
+def test_lpft_head_is_the_probe_fitted_on_eval_transform_features_of_the_fit_split(tmp_path):
     data = FineTuneDataModule("shapes", image_size=32, batch_size=16, max_train_samples=64)
     module = LDIFSModule(
         data.classnames,
@@ -137,16 +150,17 @@ def test_lpft_head_is_the_probe_fitted_on_training_features(tmp_path):
         ldifs_weight=0.0,
         head_init="linear_probe",
     )
-    encoder = module.image_encoder
     data.setup("fit")
-    encoder.eval()
-    with torch.no_grad():
-        pairs = [(F.normalize(encoder(x), dim=-1), y) for x, y in data.train_dataloader()]
-    features, labels = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+    features, labels = _features(module.image_encoder, data.train_set, eval_transform(32))
     expected = fit_linear_probe(features, labels, num_classes=len(data.classnames), seed=0)
+    # What the head would be if it were fitted on the augmented training images instead.
+    augmented, _ = _features(module.image_encoder, data.train_set, train_transform(32))
+    on_augmented = fit_linear_probe(augmented, labels, num_classes=len(data.classnames), seed=0)
     trainer = quiet_trainer(tmp_path, max_steps=0)
     trainer.fit(module, datamodule=data)
     torch.testing.assert_close(module.head.weight, expected.weight, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(module.head.bias, expected.bias, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(module.head.weight, on_augmented.weight, rtol=1e-3, atol=1e-3)
     torch.testing.assert_close(module.initial_head_weight, module.head.weight)
     assert bool(module.head_ready)
 
@@ -163,18 +177,47 @@ def test_lpft_under_bf16_true_fits_the_probe_on_bf16_features(tmp_path):
     )
     trainer = quiet_trainer(tmp_path, max_steps=0, precision="bf16-true")
     trainer.fit(module, datamodule=data)
-    encoder = module.image_encoder.eval()
+    encoder = module.image_encoder
     assert next(encoder.parameters()).dtype == torch.bfloat16
-    with torch.no_grad():  # what a bf16-true step computes: bf16 images into the bf16 encoder
-        pairs = [
-            (F.normalize(encoder(x.to(torch.bfloat16)).float(), dim=-1), y)
-            for x, y in data.train_dataloader()
-        ]
-    features, labels = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+    # What a bf16-true step computes: bf16 images (eval transform) into the bf16 encoder.
+    features, labels = _features(encoder, data.train_set, eval_transform(32), torch.bfloat16)
     expected = fit_linear_probe(features, labels, num_classes=len(data.classnames), seed=0)
     assert bool(module.head_ready)
     torch.testing.assert_close(module.head.weight, expected.weight.to(torch.bfloat16))
     torch.testing.assert_close(module.head.bias, expected.bias.to(torch.bfloat16))
+
+
+def test_lp_is_the_probe_alone_and_its_test_accuracy_is_the_probes(tmp_path):
+    """LP: one probe fit, no optimizer, no step; test accuracy = the probe's on test features."""
+    data = FineTuneDataModule(
+        "shapes", image_size=32, batch_size=16, max_train_samples=96, max_test_samples=96
+    )
+    module = FineTuneModule(
+        data.classnames,
+        data.templates,
+        model_name=TINY_VIT,
+        pretrained="demo",
+        freeze_encoder=True,
+        head_init="linear_probe",
+    )
+    assert module.probe_only
+    encoder_before = {k: v.clone() for k, v in module.image_encoder.state_dict().items()}
+    trainer = quiet_trainer(tmp_path, max_steps=-1, max_epochs=3)
+    trainer.fit(module, datamodule=data)
+    assert trainer.global_step == 0 and module.configure_optimizers() is None
+    torch.testing.assert_close(module.head.weight, module.initial_head_weight)
+    for name, value in module.image_encoder.state_dict().items():
+        assert torch.equal(value, encoder_before[name]), name
+    tested = trainer.test(module, datamodule=data, verbose=False)[0]["test/acc"]
+
+    data.setup("test")
+    encoder = module.image_encoder
+    train_features, train_labels = _features(encoder, data.train_set, eval_transform(32))
+    probe = fit_linear_probe(train_features, train_labels, num_classes=len(data.classnames), seed=0)
+    test_features, test_labels = _features(encoder, data.test_set, eval_transform(32))
+    accuracy = (probe.predict(test_features) == test_labels).float().mean().item()
+    assert 0.3 < accuracy < 1.0  # a probe that learnt something, not a degenerate case
+    assert tested == pytest.approx(accuracy, abs=1e-6)
 
 
 def test_flyp_loss_follows_the_current_trainers_world_size_and_rank(tmp_path, monkeypatch):
@@ -298,9 +341,74 @@ def test_lpft_without_a_training_split_fails(tmp_path):
         ldifs_weight=0.0,
         head_init="linear_probe",
     )
-    data.train_dataloader = lambda: DataLoader(TensorDataset(torch.zeros(0, 3, 32, 32)))
-    with pytest.raises(ValueError, match=r"head_init='linear_probe' \(LP-FT\) needs a training"):
+    data.fit_eval_dataloader = lambda: DataLoader(TensorDataset(torch.zeros(0, 3, 32, 32)))
+    with pytest.raises(
+        ValueError, match=r"head_init='linear_probe' \(LP, LP-FT\) needs a training split, but "
+    ):
         quiet_trainer(tmp_path).fit(module, datamodule=data)
+
+
+class _TrainOnly(LightningDataModule):
+    """A DataModule with a training loader and no ``fit_eval_dataloader``."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        super().__init__()
+        self.data = TensorDataset(images, labels)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.data, batch_size=4)
+
+
+def test_probe_head_from_a_datamodule_without_fit_eval_loader_uses_its_training_items(tmp_path):
+    images, labels = torch.randn(24, 3, 32, 32), torch.arange(24) % len(CLASSNAMES)
+    module = _finetune(head_init="linear_probe")
+    with torch.no_grad():
+        features = F.normalize(module.image_encoder.eval()(images), dim=-1)
+    expected = fit_linear_probe(features, labels, num_classes=len(CLASSNAMES), seed=0)
+    with pytest.warns(UserWarning, match=r"_TrainOnly has no fit_eval_dataloader\(\)"):
+        quiet_trainer(tmp_path, max_steps=0).fit(module, datamodule=_TrainOnly(images, labels))
+    torch.testing.assert_close(module.head.weight, expected.weight, rtol=1e-4, atol=1e-4)
+
+
+def test_evaluating_before_the_probe_is_fitted_warns(tmp_path):
+    module = _finetune(freeze_encoder=True, head_init="linear_probe")
+    data = DataLoader(TensorDataset(*_batch(6)), batch_size=6)
+    with pytest.warns(UserWarning, match=r"testing with head_init='linear_probe' before the probe"):
+        quiet_trainer(tmp_path).test(module, data, verbose=False)
+
+
+def test_flyp_logit_scale_is_clamped_at_ln_100_after_a_step(tmp_path):
+    module = _flyp()
+    with torch.no_grad():
+        module.text_tower.logit_scale.fill_(6.0)  # above ln 100; one AdamW step moves it <= lr
+    data = DataLoader(TensorDataset(*_batch(6)), batch_size=6)
+    quiet_trainer(tmp_path, max_steps=1).fit(module, data)
+    assert module.text_tower.logit_scale.item() == pytest.approx(math.log(100), abs=1e-6)
+
+
+def test_flyp_logit_scale_has_no_weight_decay_and_everything_else_has(tmp_path):
+    module = _flyp(weight_decay=0.2)
+    data = DataLoader(TensorDataset(*_batch(6)), batch_size=6)
+    trainer = quiet_trainer(tmp_path, max_steps=1)
+    trainer.fit(module, data)
+    scale = module.text_tower.logit_scale
+    groups = trainer.optimizers[0].param_groups
+    [scale_group] = [g for g in groups if any(p is scale for p in g["params"])]
+    assert scale_group["weight_decay"] == 0.0 and len(scale_group["params"]) == 1
+    others = [p for g in groups if g is not scale_group for p in g["params"]]
+    assert all(g["weight_decay"] == 0.2 for g in groups if g is not scale_group)
+    trainable = [p for p in module.parameters() if p.requires_grad and p is not scale]
+    assert {id(p) for p in others} == {id(p) for p in trainable}
+    assert len(others) == len(trainable)
+
+
+def test_cross_entropy_optimizer_is_one_adamw_group_over_the_trainable_parameters(tmp_path):
+    module = _finetune(regularizers=[L2SP(weight=0.5)])
+    trainer = quiet_trainer(tmp_path, max_steps=1)
+    trainer.fit(module, DataLoader(TensorDataset(*_batch(6)), batch_size=6))
+    [group] = trainer.optimizers[0].param_groups
+    assert group["weight_decay"] == 0.1
+    assert [id(p) for p in group["params"]] == [id(p) for p in module.trainable_parameters()]
 
 
 def test_linear_probing_keeps_batchnorm_statistics_fixed(tmp_path):
