@@ -1,7 +1,11 @@
-"""Bad input through the real `ldifs` executable: one line on stderr, exit 2, nothing written.
+"""Bad input to the `ldifs` command: one line on stderr, exit 2, nothing written.
 
 Every error the README's "Errors" section promises for the command line is run here as a user
-would meet it, in a subprocess (the whole output is what the user sees).
+would meet it. The parametrised cases run ``ldifs_lightning.cli.main`` in this process (the
+function the executable calls, so the same parsing, checks and printing: about 1 s each instead of
+~10 s of interpreter start-up and imports); :func:`test_each_kind_of_error_through_the_executable`
+and the single tests below run the installed ``ldifs`` executable in a subprocess, where the whole
+output is what the user sees.
 """
 
 import os
@@ -13,7 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ldifs_lightning.cli import TOOL_SUBCOMMANDS
+from ldifs_lightning.cli import TOOL_SUBCOMMANDS, main
 from ldifs_lightning.cli_errors import one_line_message
 from tests.data.array_files import RunsShellCommand, touch_command
 
@@ -31,6 +35,26 @@ def run_ldifs(*args: str, cwd: Path, env: dict[str, str] | None = None):
         env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(env or {})},
         timeout=300,
     )
+
+
+@pytest.fixture
+def run_main(monkeypatch, capsys):
+    """``ldifs ARGS`` run in this process: ``main(ARGS)`` with its exit status and output."""
+
+    def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+        monkeypatch.chdir(cwd)
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        monkeypatch.delenv("LDIFS_TRACEBACK", raising=False)
+        capsys.readouterr()  # drop what earlier set-up printed
+        code = 0
+        try:
+            main(list(args))
+        except SystemExit as exit:
+            code = exit.code if isinstance(exit.code, int) else 1
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), code, captured.out, captured.err)
+
+    return run
 
 
 def assert_one_line_error(result, expected: str) -> None:
@@ -87,8 +111,8 @@ def assert_one_line_error(result, expected: str) -> None:
     ],
     ids=lambda value: value if isinstance(value, str) else None,
 )
-def test_fit_bad_input_is_one_line_and_writes_nothing(args, expected, tmp_path):
-    result = run_ldifs(
+def test_fit_bad_input_is_one_line_and_writes_nothing(args, expected, tmp_path, run_main):
+    result = run_main(
         "fit", "--config", DEMO, *args, "--trainer.default_root_dir", "out", cwd=tmp_path
     )
     assert_one_line_error(result, expected)
@@ -175,9 +199,9 @@ def test_help_lists_every_subcommand_and_each_has_its_own_help(tmp_path):
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else None,
 )
-def test_tool_and_config_bad_input_is_one_line(args, expected, tmp_path):
+def test_tool_and_config_bad_input_is_one_line(args, expected, tmp_path, run_main):
     out = ["--out", "out"] if args[0] == "demo" else ["--trainer.default_root_dir", "out"]
-    result = run_ldifs(*args, *(out if args[0] != "export" else []), cwd=tmp_path)
+    result = run_main(*args, *(out if args[0] != "export" else []), cwd=tmp_path)
     assert_one_line_error(result, expected)
     assert list(tmp_path.iterdir()) == []  # nothing run, nothing written
 
@@ -335,7 +359,7 @@ def _suite_config(root: Path, init_args: str) -> None:
         ),
     ],
 )  # fmt: skip
-def test_fit_bad_files_and_combinations_are_one_line(prepare, args, expected, tmp_path):
+def test_fit_bad_files_and_combinations_are_one_line(prepare, args, expected, tmp_path, run_main):
     inputs, run_dir = tmp_path / "inputs", tmp_path / "run"
     inputs.mkdir()
     run_dir.mkdir()
@@ -345,7 +369,7 @@ def test_fit_bad_files_and_combinations_are_one_line(prepare, args, expected, tm
     elif prepare is not None:
         prepare(inputs)
     args = [arg.format(inputs=inputs) for arg in args]
-    result = run_ldifs(
+    result = run_main(
         "fit", "--config", DEMO, *args, "--trainer.default_root_dir", "out", cwd=run_dir
     )
     assert_one_line_error(result, expected)
@@ -371,7 +395,26 @@ def test_fit_bad_files_and_combinations_are_one_line(prepare, args, expected, tm
     ],
     ids=["neither", "both", "unknown-dataset"],
 )  # fmt: skip
-def test_export_bad_options_are_one_line(args, expected, tmp_path):
-    result = run_ldifs("export", *args, cwd=tmp_path)
+def test_export_bad_options_are_one_line(args, expected, tmp_path, run_main):
+    result = run_main("export", *args, cwd=tmp_path)
+    assert_one_line_error(result, expected)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["fit", "--config", DEMO, "--model.init_args.ldifs_weight", "-1"], "ldifs_weight=-1.0"),
+        (["fit", "--config", DEMO, "--data.init_args.root", "x", "--data.init_args.dataset",
+          "cifar10"], "cifar10: missing"),
+        (["fit", "--config", "no/such"], "config 'no/such' is neither a file in"),
+        (["demo", "--methods", "nope"], "methods: Expected a"),
+        (["export", "--output_dir", "out"], "no model_name and pretrained: give ckpt_path"),
+    ],
+    ids=["fit-value", "fit-files", "config-name", "tool-option", "export"],
+)  # fmt: skip
+def test_each_kind_of_error_through_the_executable(args, expected, tmp_path):
+    """One case of each parametrised group above, through the installed ``ldifs`` executable."""
+    result = run_ldifs(*args, cwd=tmp_path)
     assert_one_line_error(result, expected)
     assert list(tmp_path.iterdir()) == []
