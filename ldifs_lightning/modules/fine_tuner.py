@@ -280,8 +280,9 @@ class CLIPFineTuner(LightningModule):
             >>> module.pretrained_encoder() is module.reference_encoder
             True
         """
-        for _, frozen in self._frozen_copies():
-            return frozen.exact()
+        copies = self._frozen_copies()
+        if copies:
+            return copies[0][1].exact()
         source = self.encoder_source
         clip = create_clip(source.model_name, source.pretrained, source.quick_gelu)
         return cast(nn.Module, clip.visual)

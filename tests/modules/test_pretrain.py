@@ -111,7 +111,8 @@ def test_shipped_model_reproduces_its_card_zero_shot_accuracies():
         assert measured[domain]["zs_acc"] == pytest.approx(row["zs_acc"], abs=1.0), domain
 
 
-def test_checkpoint_loads_back(tmp_path):
+def _fit_one_step_and_save(path) -> CLIPPretrainModule:
+    """A pre-training module after one step on `shapes`, its checkpoint written to ``path``."""
     module = _module()
     data = FineTuneDataModule("shapes", image_size=32, batch_size=8, max_train_samples=16)
     trainer = Trainer(
@@ -120,10 +121,15 @@ def test_checkpoint_loads_back(tmp_path):
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        default_root_dir=tmp_path,
+        default_root_dir=path.parent,
     )
     trainer.fit(module, data)
-    trainer.save_checkpoint(tmp_path / "last.ckpt")
+    trainer.save_checkpoint(path)
+    return module
+
+
+def test_checkpoint_loads_back(tmp_path):
+    module = _fit_one_step_and_save(tmp_path / "last.ckpt")
     loaded = CLIPPretrainModule.load_from_checkpoint(tmp_path / "last.ckpt")
     images = torch.randn(2, 3, 32, 32)
     module.eval(), loaded.eval()
@@ -138,18 +144,7 @@ def test_checkpoint_exports_through_the_generic_loader(tmp_path):
     from ldifs_lightning.export import export_model
     from ldifs_lightning.modules import CLIPFineTuner
 
-    module = _module()
-    data = FineTuneDataModule("shapes", image_size=32, batch_size=8, max_train_samples=16)
-    trainer = Trainer(
-        max_steps=1,
-        limit_val_batches=0,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
-    trainer.fit(module, data)
-    trainer.save_checkpoint(tmp_path / "last.ckpt")
+    module = _fit_one_step_and_save(tmp_path / "last.ckpt")
     assert isinstance(
         CLIPFineTuner.load_from_checkpoint(tmp_path / "last.ckpt"), CLIPPretrainModule
     )
