@@ -8,6 +8,7 @@ add one.
 
 from ldifs_lightning.regularizers.base import (
     Regularizer,
+    TaskContext,
     TrainingStep,
     build_regularizer,
     regularizer_spec,
@@ -24,6 +25,7 @@ __all__ = [
     "FrozenCopy",
     "Normalize",
     "Regularizer",
+    "TaskContext",
     "TrainingStep",
     "build_regularizer",
     "l2sp_penalty",

@@ -12,6 +12,11 @@ regularisers. At every training step it
    to the task loss, logging the raw value as ``train/<name>``;
 4. after the optimizer step calls :meth:`Regularizer.after_optimizer_step` (e.g. an EMA teacher).
 
+In a continual run (:mod:`ldifs_lightning.continual`) every stage after the first builds a fresh
+module, loads the previous stage's encoder into it and calls :meth:`Regularizer.start_task` with
+a :class:`TaskContext` before its fit: LDIFS and L2SP move their reference there, LwF takes the
+previous encoder and the earlier tasks' heads.
+
 A regulariser is bound once to the trainable encoder (:meth:`Regularizer.bind`) when the module is
 built: that is where it builds what it owns (a :class:`~ldifs_lightning.regularizers.FrozenCopy`,
 extra parameters). Parameters of its own that require grad join the optimizer; frozen copies
@@ -65,6 +70,26 @@ class TrainingStep:
     features: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
+@dataclass
+class TaskContext:
+    """What a regulariser is told when a continual stage after the first starts.
+
+    Attributes:
+        stage: Index of the stage about to train (1 for the second task, ...).
+        reference: The encoder chosen as the reference of this stage (``reference: previous``,
+            ``best_previous``), or None when it is the pre-trained encoder the regulariser was
+            bound to (``reference: original``): then there is nothing to replace.
+        previous: The previous stage's final image encoder.
+        previous_heads: ``(weight, bias)`` of every earlier task's final head, in task order
+            (heads act on l2-normalised embeddings).
+    """
+
+    stage: int
+    reference: nn.Module | None
+    previous: nn.Module
+    previous_heads: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+
+
 class Regularizer(nn.Module):
     """A term ``weight * value`` added to the task loss; subclasses define :meth:`forward`.
 
@@ -116,6 +141,12 @@ class Regularizer(nn.Module):
     def forward(self, step: TrainingStep) -> torch.Tensor:
         """The raw (unweighted) value of the term for this step, a scalar."""
         raise NotImplementedError
+
+    def start_task(self, context: TaskContext) -> None:
+        """Called by a continual run before each stage after the first (see :class:`TaskContext`).
+
+        The default keeps everything as bound (the pre-trained reference).
+        """
 
     def after_optimizer_step(self, encoder: nn.Module) -> None:
         """Called after every optimizer step (e.g. to update an EMA teacher)."""

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ldifs_lightning.models.sharding import full_value, is_sharded, reshard
-from ldifs_lightning.regularizers.base import Regularizer, TrainingStep
+from ldifs_lightning.regularizers.base import Regularizer, TaskContext, TrainingStep
 from ldifs_lightning.regularizers.frozen_copy import CheckpointReference, EncoderSource, FrozenCopy
 
 
@@ -98,6 +98,15 @@ class L2SP(Regularizer):
 
     def bind(self, encoder: nn.Module, source: EncoderSource) -> None:
         self.reference = FrozenCopy(encoder, source, self.checkpoint_reference)
+
+    def start_task(self, context: TaskContext) -> None:
+        """Continual runs: hold the stage's reference encoder (unchanged for ``original``)."""
+        if self.reference is None:
+            raise RuntimeError(
+                f"{type(self).__name__} is not bound to an encoder: call bind() first"
+            )
+        if context.reference is not None:
+            self.reference.replace(context.reference)
 
     def before_forward(self, step: TrainingStep) -> None:
         """The penalty, read before the forward, while sharded parameters are all sharded."""

@@ -17,7 +17,7 @@ from torch.autograd.function import once_differentiable
 
 from ldifs_lightning.models.sharding import is_sharded, reshard
 from ldifs_lightning.models.taps import FeatureTaps
-from ldifs_lightning.regularizers.base import Regularizer, TrainingStep
+from ldifs_lightning.regularizers.base import Regularizer, TaskContext, TrainingStep
 from ldifs_lightning.regularizers.frozen_copy import (
     CheckpointReference,
     EncoderSource,
@@ -289,6 +289,15 @@ class LDIFS(Regularizer):
         if self.reference is not None:
             target = autocast_dtype(precision) if self.reference_dtype == "auto" else None
             self.reference.set_autocast_dtype(target)
+
+    def start_task(self, context: TaskContext) -> None:
+        """Continual runs: hold the stage's reference encoder (unchanged for ``original``)."""
+        if self.reference is None:
+            raise RuntimeError(
+                f"{type(self).__name__} is not bound to an encoder: call bind() first"
+            )
+        if context.reference is not None:
+            self.reference.replace(context.reference)
 
     def before_forward(self, step: TrainingStep) -> None:
         """Run the frozen copy on the images and keep its taps (its activations are freed)."""
