@@ -6,13 +6,14 @@ ldifs fit --config data/eurosat --config methods/ldifs --print_config
 ldifs export --ckpt_path last.ckpt --output_dir exported/
 ldifs export --model_name ViT-B-32 --pretrained openai --dataset eurosat --output_dir exported/
 ldifs demo --methods [ft,ldifs] --out runs/my-demo
+ldifs continual --config continual/demo --out runs/my-sequence
 
 ``fit``, ``validate``, ``test`` and ``predict`` are LightningCLI's; a *tool* subcommand
-(``export``, ``demo``) is a plain function whose typed signature and docstring jsonargparse turns
-into options and their help. Every subcommand is listed by ``ldifs --help`` and has its own
-``--help``. ``--config`` takes a file or the name of a config shipped with the package (see
-``ldifs_lightning.config_files``). A bad value anywhere ends as one line, ``error: <message>``
-(see ``ldifs_lightning.cli_errors``).
+(``export``, ``demo``, ``continual``) is a plain function whose typed signature and docstring
+jsonargparse turns into options and their help. Every subcommand is listed by ``ldifs --help``
+and has its own ``--help``. ``--config`` takes a file or the name of a config shipped with the
+package (see ``ldifs_lightning.config_files``). A bad value anywhere ends as one line,
+``error: <message>`` (see ``ldifs_lightning.cli_errors``).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ CKPT_PATH_KEYWORDS = ("last", "best", "hpc", "registry")
 TOOL_SUBCOMMANDS: dict[str, str] = {
     "export": "ldifs_lightning.export:export_model",
     "demo": "ldifs_lightning.demo:demo",
+    "continual": "ldifs_lightning.continual.runner:continual",
 }
 CONFIG_HELP = (
     "A YAML config: a file, or the name of a config shipped with the package (e.g. demo/ldifs, "
@@ -165,14 +167,39 @@ def _check_ckpt_path(ckpt_path: Any) -> None:
         )
 
 
-def build_cli(args: list[str] | None = None, run: bool = True) -> LDIFSCLI:
+class _ParseOnlyCLI(LDIFSCLI):
+    """Parses and validates a config like ``ldifs fit`` but builds no model, data or Trainer."""
+
+    def instantiate_classes(self) -> None:
+        pass
+
+
+def parse_fit_config(args: list[str]) -> dict[str, Any]:
+    """The resolved config of ``ldifs fit ARGS`` as plain JSON types, without building anything.
+
+    Bad options and values fail as they would in ``ldifs fit``.
+
+    Example:
+        >>> config = parse_fit_config(["--config", "demo/ldifs"])
+        >>> config["model"]["init_args"]["model_name"]
+        'ldifs-tiny-vit'
+    """
+    import json
+
+    config = build_cli(args, run=False, cli_class=_ParseOnlyCLI).config
+    return json.loads(json.dumps(config.as_dict(), default=str))
+
+
+def build_cli(
+    args: list[str] | None = None, run: bool = True, cli_class: type[LDIFSCLI] = LDIFSCLI
+) -> LDIFSCLI:
     """The ``ldifs`` CLI over ``args``; with ``run=False`` it only builds model, data and Trainer.
 
     Example:
         >>> cli = build_cli(["--config", "demo/ldifs"], run=False)  # doctest: +SKIP
         >>> cli.trainer.fit(cli.model, datamodule=cli.datamodule)  # doctest: +SKIP
     """
-    return LDIFSCLI(
+    return cli_class(
         CLIPFineTuner,
         LightningDataModule,
         subclass_mode_model=True,
