@@ -90,6 +90,13 @@ def signature_default(path: Path, keys: list[str]) -> tuple[str, Any]:
     key = keys[-1].removesuffix("+")
     if keys == ["seed_everything"]:
         return "LightningCLI(seed_everything_default=...)", DEFAULT_SEED
+    if len(keys) == 1 and "tasks" in (yaml.safe_load(path.read_text()) or {}):
+        # A continual run config (``ldifs continual --config ...``): the tool function's options.
+        from ldifs_lightning.continual.runner import continual
+
+        parameters = inspect.signature(continual).parameters
+        assert key in parameters, f"{_short(path)}: ldifs continual has no option {key!r}"
+        return "ldifs continual", parameters[key].default
     owners = _class_paths(path)
     if len(keys) >= 2 and keys[-2] == "init_args":
         class_path = owners[tuple(keys[:-2])]

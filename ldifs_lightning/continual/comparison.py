@@ -1,0 +1,126 @@
+"""Every continual method on the embedded sequence, with the same budget, side by side.
+
+    python -m ldifs_lightning.continual.comparison --out runs/continual-comparison
+    make continual            # the same; `make results` copies it into docs/results/
+
+Each method is one :func:`~ldifs_lightning.continual.run_continual` of ``configs/continual/demo``
+(same tasks, epochs, seed and foreign suite) with another stage config from
+``configs/continual/demo/`` and, for LDIFS, another reference. Writes ``<out>/<method>/`` (each
+run), ``<out>/comparison.json`` (every run's matrix, metrics and options), ``<out>/metrics.csv``
+and ``<out>/foreign.png``, and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ldifs_lightning.atomic import atomic_write_text
+from ldifs_lightning.config_files import shipped_configs_dir
+
+#: label -> (stage config, reference). The order is the table's.
+METHODS: dict[str, tuple[str, str]] = {
+    "Sequential FT": ("continual/demo/ft", "previous"),
+    "LDIFS (previous)": ("continual/demo/ldifs", "previous"),
+    "LDIFS (original)": ("continual/demo/ldifs", "original"),
+    "L2SP (previous)": ("continual/demo/l2sp", "previous"),
+    "LwF": ("continual/demo/lwf", "previous"),
+    "LFL": ("continual/demo/lfl", "previous"),
+    "ZSCL": ("continual/demo/zscl", "previous"),
+}
+
+
+def _folder_name(label: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in label.lower()).strip("-").replace("--", "-")
+
+
+def run_comparison(
+    out: str | Path = "runs/continual-comparison",
+    methods: Sequence[str] = tuple(METHODS),
+    fit_args: Sequence[str] = (),
+    epochs: int | None = None,
+) -> dict[str, Any]:
+    """Run ``methods`` (labels of :data:`METHODS`) on the embedded sequence; return the summary.
+
+    Example:
+        >>> summary = run_comparison("runs/c", methods=["Sequential FT", "LwF"])  # doctest: +SKIP
+        >>> summary["runs"]["LwF"]["metrics"]["last"]  # doctest: +SKIP
+    """
+    from ldifs_lightning.continual.report import (
+        format_continual_table,
+        plot_foreign_deltas,
+        write_metrics_csv,
+    )
+    from ldifs_lightning.continual.runner import run_continual
+
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
+    out = Path(out)
+    config = yaml.safe_load((shipped_configs_dir() / "continual" / "demo.yaml").read_text())
+    runs: dict[str, Any] = {}
+    for label in methods:
+        method, reference = METHODS[label]
+        start = time.perf_counter()
+        result = run_continual(
+            config["tasks"],
+            method,
+            reference=reference,
+            epochs=epochs or config["epochs"],
+            suite=config["suite"],
+            max_train_samples=config["max_train_samples"],
+            max_test_samples=config["max_test_samples"],
+            out=out / _folder_name(label),
+            seed=config["seed"],
+            fit_args=fit_args,
+        )
+        result["seconds"] = round(time.perf_counter() - start, 1)
+        runs[label] = result
+    import torch
+
+    summary = {
+        "tasks": config["tasks"],
+        "suite": config["suite"],
+        "epochs": epochs or config["epochs"],
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "runs": runs,
+    }
+    atomic_write_text(out / "comparison.json", json.dumps(summary, indent=2) + "\n")
+    metrics = {label: run["metrics"] for label, run in runs.items()}
+    write_metrics_csv(out / "metrics.csv", metrics)
+    foreign = {label: [stage["foreign"] for stage in run["stages"]] for label, run in runs.items()}
+    plot_foreign_deltas(out / "foreign.png", list(config["tasks"]), foreign)
+    print(
+        f"\nContinual fine-tuning on {' -> '.join(config['tasks'])} (foreign: "
+        f"{', '.join(config['suite'])}):\n{format_continual_table(metrics)}\n\nWritten to {out}/"
+    )
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command line of :func:`run_comparison`."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="runs/continual-comparison", help="run directory")
+    parser.add_argument(
+        "--methods", nargs="+", default=list(METHODS), choices=list(METHODS), metavar="LABEL"
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    run_comparison(args.out, args.methods)
+
+
+if __name__ == "__main__":
+    main()
