@@ -18,7 +18,9 @@ __all__ = [
     "all_gather_objects",
     "all_gather_strided",
     "all_ranks_agree",
+    "barrier",
     "broadcast_from_rank_zero",
+    "is_rank_zero",
     "rank_and_world_size",
 ]
 
@@ -35,6 +37,26 @@ def rank_and_world_size() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def barrier() -> None:
+    """Wait until every rank gets here (e.g. for a file rank zero writes that all ranks read).
+
+    Example:
+        >>> barrier()  # no process group: returns at once
+    """
+    if rank_and_world_size()[1] > 1:
+        dist.barrier()
+
+
+def is_rank_zero() -> bool:
+    """Whether this process writes the files (rank zero, or the only process).
+
+    Example:
+        >>> is_rank_zero()
+        True
+    """
+    return rank_and_world_size()[0] == 0
 
 
 def broadcast_from_rank_zero(value: T) -> T:

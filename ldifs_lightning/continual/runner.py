@@ -56,6 +56,7 @@ from ldifs_lightning.continual.sequence import (
     stage_folder,
 )
 from ldifs_lightning.data import FineTuneDataModule
+from ldifs_lightning.distributed import barrier, is_rank_zero
 from ldifs_lightning.evaluation.classification import classification_accuracy
 from ldifs_lightning.regularizers import TaskContext, build_regularizer
 
@@ -233,8 +234,9 @@ class _Run:
         if path.is_file():  # a resumed stage keeps the choice it made
             record = json.loads(path.read_text())
         else:
-            record = self._best_previous(stage, module, device)
-            atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+            record = self._best_previous(stage, module, device)  # on every rank (collectives)
+            if is_rank_zero():
+                atomic_write_text(path, json.dumps(record, indent=2) + "\n")
         chosen = record["encoder"]
         if chosen == PRETRAINED:
             return None, record
@@ -298,8 +300,10 @@ class _Run:
         if trainer.logger is not None:
             trainer.logger.save()
         encoder = module.image_encoder
-        _save_tensors(folder / "encoder.pt", dict(encoder.state_dict()))
-        _save_tensors(folder / "head.pt", dict(module.head.state_dict()))
+        if is_rank_zero():
+            _save_tensors(folder / "encoder.pt", dict(encoder.state_dict()))
+            _save_tensors(folder / "head.pt", dict(module.head.state_dict()))
+        barrier()  # every rank reads them below and in the next stage
         with running():
             row = self.accuracy_row(stage, encoder, device)
             foreign = self.foreign(encoder, device)
@@ -312,7 +316,9 @@ class _Run:
             "reference": reference_record,
             "seconds": round(time.perf_counter() - start, 1),
         }
-        atomic_write_text(folder / RESULT_FILE, json.dumps(result, indent=2) + "\n")
+        if is_rank_zero():
+            atomic_write_text(folder / RESULT_FILE, json.dumps(result, indent=2) + "\n")
+        barrier()
         return result
 
 
@@ -369,7 +375,8 @@ def run_continual(
         "metrics": continual_metrics(matrix, foreign),
         "stages": results,
     }
-    _write_reports(Path(out), spec, summary)
+    if is_rank_zero():
+        _write_reports(Path(out), spec, summary)
     return summary
 
 
