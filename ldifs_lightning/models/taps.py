@@ -160,13 +160,14 @@ def _defaults(encoder: nn.Module, family: _Family | None) -> list[str]:
 
 
 def _submodule(encoder: nn.Module, name: str) -> nn.Module:
-    """The module called ``name`` in ``encoder``, or a one-line error listing valid names.
+    """The module called ``name`` in ``encoder`` (``""``: the encoder itself), or a one-line error
+    listing valid names.
 
     ``get_submodule`` walks the dotted path; building ``dict(encoder.named_modules())`` instead
     would visit every module of the encoder on each of the two ``FeatureTaps`` built per step.
     """
     try:
-        module = encoder.get_submodule(name) if name else None
+        module: nn.Module | None = encoder.get_submodule(name)
     except AttributeError:
         module = None
     if module is None:
@@ -180,7 +181,8 @@ def _submodule(encoder: nn.Module, name: str) -> nn.Module:
 def _tappable_names(encoder: nn.Module) -> str:
     names = [name for name, _ in encoder.named_modules() if name and name.count(".") <= 2]
     shown = ", ".join(names[:_MAX_NAMES_IN_ERROR])
-    return shown + (f", ... ({len(names)} in all)" if len(names) > _MAX_NAMES_IN_ERROR else "")
+    shown += f", ... ({len(names)} in all)" if len(names) > _MAX_NAMES_IN_ERROR else ""
+    return shown + ", or '' for the encoder's own output"
 
 
 def to_positions_channels(output: torch.Tensor, sequence_first: bool = False) -> torch.Tensor:
@@ -204,7 +206,8 @@ class FeatureTaps:
 
     Args:
         encoder: The image encoder (e.g. ``clip.visual``).
-        names: Module names as in ``encoder.named_modules()``; ``None`` uses
+        names: Module names as in ``encoder.named_modules()``; ``""`` is the encoder itself
+            (its output embedding ``[N, D]``, recorded as ``[N, 1, D]``); ``None`` uses
             :func:`default_tap_names`.
 
     Example:

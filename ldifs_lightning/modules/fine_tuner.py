@@ -261,18 +261,23 @@ class CLIPFineTuner(LightningModule):
     def _frozen_copies(self) -> list[tuple[str, FrozenCopy]]:
         return [(n, m) for n, m in self.named_modules() if isinstance(m, FrozenCopy)]
 
+    def _reference_copies(self) -> list[FrozenCopy]:
+        """The regularisers' reference copies (LDIFS, L2SP), not teachers (LwF, ZSCL)."""
+        return [c for c in (term.reference_copy for term in self.terms) if c is not None]
+
     @property
     def reference_encoder(self) -> nn.Module | None:
-        """The first regulariser's frozen copy of the pre-trained encoder, or None."""
-        copies = self._frozen_copies()
-        return copies[0][1].encoder if copies else None
+        """The first reference regulariser's (LDIFS, L2SP) frozen copy, or None."""
+        copies = self._reference_copies()
+        return copies[0].encoder if copies else None
 
     def pretrained_encoder(self) -> nn.Module:
         """The reference encoder with float32 weights (what WiSE-FT interpolates towards).
 
-        The first regulariser's frozen copy when there is one (the pre-trained weights, or what
-        :meth:`use_as_reference` put there; rebuilt and hash-checked after a low-precision fit);
-        else the pre-trained encoder built from ``model_name`` / ``pretrained``.
+        The first reference regulariser's (LDIFS, L2SP) frozen copy when there is one (the
+        pre-trained weights, or what :meth:`use_as_reference` put there; rebuilt and hash-checked
+        after a low-precision fit); else the pre-trained encoder built from ``model_name`` /
+        ``pretrained``.
 
         Example:
             >>> from ldifs_lightning import LDIFSModule
@@ -280,15 +285,17 @@ class CLIPFineTuner(LightningModule):
             >>> module.pretrained_encoder() is module.reference_encoder
             True
         """
-        copies = self._frozen_copies()
+        copies = self._reference_copies()
         if copies:
-            return copies[0][1].exact()
+            return copies[0].exact()
         source = self.encoder_source
         clip = create_clip(source.model_name, source.pretrained, source.quick_gelu)
         return cast(nn.Module, clip.visual)
 
     def use_as_reference(self, weights: nn.Module | dict[str, torch.Tensor]) -> None:
-        """Make every regulariser's frozen copy hold other weights (e.g. a previous stage's).
+        """Make every reference copy (LDIFS, L2SP) hold other weights (e.g. a previous stage's).
+
+        Teachers are left alone: LwF's follows the continual stages, ZSCL's stays pre-trained.
 
         The copies are then no longer rebuildable, so every later checkpoint stores them.
 
@@ -297,13 +304,13 @@ class CLIPFineTuner(LightningModule):
             >>> module = LDIFSModule(["a", "b"], model_name="ldifs-tiny-vit", pretrained=None)
             >>> module.use_as_reference(module.image_encoder)
         """
-        copies = self._frozen_copies()
+        copies = self._reference_copies()
         if not copies:
             raise ValueError(
-                "this module has no frozen copy (no LDIFS or L2SP regulariser): add one to "
+                "this module has no reference copy (no LDIFS or L2SP regulariser): add one to "
                 "regularise towards a reference"
             )
-        for _, frozen in copies:
+        for frozen in copies:
             frozen.replace(weights)
 
     def set_reference_dtype(self, precision: str) -> None:

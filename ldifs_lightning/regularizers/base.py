@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ldifs_lightning.regularizers.frozen_copy import EncoderSource
+from ldifs_lightning.regularizers.frozen_copy import EncoderSource, FrozenCopy
 
 
 @dataclass
@@ -153,6 +153,14 @@ class Regularizer(nn.Module):
 
     def set_precision(self, precision: str) -> None:
         """Called when a fit starts with the Trainer's precision (e.g. ``bf16-mixed``)."""
+
+    @property
+    def reference_copy(self) -> FrozenCopy | None:
+        """The frozen copy that is the module's *reference* (LDIFS, L2SP: what the term pulls
+        towards, which :meth:`~ldifs_lightning.modules.CLIPFineTuner.use_as_reference` replaces
+        and WiSE-FT interpolates towards); None for a term whose frozen copy is a teacher of its
+        own (LwF: the previous stage; ZSCL: always the pre-trained encoder)."""
+        return None
 
     def frozen_copies(self) -> list[nn.Module]:
         """Frozen encoders this term owns (sharded with the trainable encoder under FSDP2)."""

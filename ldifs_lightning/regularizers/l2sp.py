@@ -99,6 +99,10 @@ class L2SP(Regularizer):
     def bind(self, encoder: nn.Module, source: EncoderSource) -> None:
         self.reference = FrozenCopy(encoder, source, self.checkpoint_reference)
 
+    @property
+    def reference_copy(self) -> FrozenCopy | None:
+        return self.reference
+
     def start_task(self, context: TaskContext) -> None:
         """Continual runs: hold the stage's reference encoder (unchanged for ``original``)."""
         if self.reference is None:

@@ -290,6 +290,10 @@ class LDIFS(Regularizer):
             target = autocast_dtype(precision) if self.reference_dtype == "auto" else None
             self.reference.set_autocast_dtype(target)
 
+    @property
+    def reference_copy(self) -> FrozenCopy | None:
+        return self.reference
+
     def start_task(self, context: TaskContext) -> None:
         """Continual runs: hold the stage's reference encoder (unchanged for ``original``)."""
         if self.reference is None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ldifs_lightning.reporting import benchmark_text, card_text, demo_text
+from ldifs_lightning.reporting import benchmark_text, card_text, continual_text, demo_text
 from ldifs_lightning.reporting.markdown import wrap_markdown
 from ldifs_lightning.reporting.regions import RegionError, region_block, region_text, replace_region
 
@@ -28,6 +28,7 @@ COMMAND = "python -m ldifs_lightning.reporting.render"
 
 DEMO = "docs/results/demo.json"
 SWEEP = "docs/results/lambda_sweep.json"
+CONTINUAL = "docs/results/continual.json"
 CARD = "ldifs_lightning/pretrained/card.json"
 PROBE = "benchmarks/results/linear_probe.json"
 CACHE = "benchmarks/results/feature_cache.json"
@@ -38,6 +39,8 @@ SOURCES: dict[str, str] = {
     DEMO: "make demo && cp runs/demo/summary.json docs/results/demo.json (or make results)",
     SWEEP: "ldifs demo --sweep --out runs/sweep && cp runs/sweep/summary.json "
     "docs/results/lambda_sweep.json (or make results)",
+    CONTINUAL: "make continual && cp runs/continual-comparison/comparison.json "
+    "docs/results/continual.json (or make results)",
     CARD: "python -m ldifs_lightning.pretrained.build --card",
     PROBE: "python benchmarks/linear_probe_vs_sklearn.py",
     CACHE: "python benchmarks/feature_cache.py",
@@ -70,6 +73,10 @@ REGIONS: tuple[Region, ...] = (
     Region(README, "demo-setting", (DEMO,), demo_text.run_environment),
     Region(README, "demo-table", (DEMO,), demo_text.comparison_table),
     Region(README, "demo-findings", (DEMO, CARD), demo_text.demo_findings),
+    Region(README, "continual-setting", (CONTINUAL,), continual_text.setting),
+    Region(README, "continual-table", (CONTINUAL,), continual_text.comparison_table),
+    Region(README, "continual-findings", (CONTINUAL,), continual_text.findings),
+    Region(README, "continual-matrices", (CONTINUAL,), continual_text.matrices),
     Region(README, "perf-step-cost", (STEP,), benchmark_text.step_cost_benchmark),
     Region(README, "perf-reference-copy", (REFERENCE,), benchmark_text.reference_copy_benchmark),
     Region(README, "perf-linear-probe", (PROBE,), benchmark_text.probe_benchmark),

@@ -110,8 +110,8 @@ def test_taps_are_views_of_the_module_outputs_not_copies(model_name):
         assert feature.data_ptr() == outputs[name].data_ptr(), name
 
 
-@pytest.mark.parametrize("name", ["", "class_embedding", "transformer.resblocks.9"])
-def test_the_encoder_itself_parameters_and_missing_blocks_are_not_taps(name):
+@pytest.mark.parametrize("name", ["class_embedding", "transformer.resblocks.9"])
+def test_parameters_and_missing_blocks_are_not_taps(name):
     encoder = create_clip(TINY_VIT).visual
     with pytest.raises(ValueError, match=rf"tap '{re.escape(name)}' is not a module"):
         FeatureTaps(encoder, [name])
