@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from ldifs_lightning.cli import main
+from tests.data.fake_datasets import write_fake_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = sorted((REPO / "configs" / "methods").glob("*.yaml"))
@@ -21,16 +22,22 @@ TINY_SHAPES = [
 
 def test_one_config_per_method():
     names = {path.stem for path in METHODS}
-    assert {"ft", "lp", "lpft", "ls", "l2sp", "flyp", "flyp_ce", "wiseft"} <= names
+    expected = {"ft", "lp", "lpft", "ls", "l2sp", "flyp", "flyp_ce", "wiseft", "lwf", "lfl", "zscl"}
+    assert expected <= names
 
 
 @pytest.mark.parametrize("config", METHODS, ids=lambda p: p.stem)
 def test_method_config_runs_fast_dev_run(config, tmp_path):
+    extra = []
+    if config.stem == "zscl":  # its reference data is ImageNet: a tiny copy in ImageNet's format
+        write_fake_dataset("imagenet", tmp_path / "data")
+        extra = ["--model.init_args.regularizers.init_args.root", str(tmp_path / "data")]
     main(
         [
             "fit",
             "--config", str(config),
             *TINY_SHAPES,
+            *extra,
             "--trainer.fast_dev_run", "1",
             "--trainer.default_root_dir", str(tmp_path),
             "--trainer.enable_progress_bar", "false",

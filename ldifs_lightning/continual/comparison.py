@@ -16,29 +16,58 @@ import argparse
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ldifs_lightning.atomic import atomic_write_text
+from ldifs_lightning.callbacks.forgetting import DEFAULT_CACHE_DIR
 from ldifs_lightning.config_files import shipped_configs_dir
 from ldifs_lightning.continual.sequence import ReferenceChoice
 
-#: label -> (stage config, reference). The order is the table's.
-METHODS: dict[str, tuple[str, ReferenceChoice]] = {
-    "Sequential FT": ("continual/demo/ft", "previous"),
-    "LDIFS (previous)": ("continual/demo/ldifs", "previous"),
-    "LDIFS (original)": ("continual/demo/ldifs", "original"),
-    "L2SP (previous)": ("continual/demo/l2sp", "previous"),
-    "LwF": ("continual/demo/lwf", "previous"),
-    "LFL": ("continual/demo/lfl", "previous"),
-    "ZSCL": ("continual/demo/zscl", "previous"),
+#: The ``ldifs fit`` argument that sets a stage config's (only) regulariser weight.
+_WEIGHT = "--model.init_args.regularizers.init_args.weight="
+
+
+@dataclass(frozen=True)
+class ComparedMethod:
+    """One row of the comparison: a stage config, a reference and extra ``ldifs fit`` args."""
+
+    config: str
+    reference: ReferenceChoice = "previous"
+    fit_args: tuple[str, ...] = ()
+
+
+def _weighted(config: str, weight: float) -> ComparedMethod:
+    return ComparedMethod(config, "previous", (f"{_WEIGHT}{weight:g}",))
+
+
+#: label -> method, in the table's order. LDIFS runs at the lambda the single-task sweep chose
+#: (docs/demo.md); each baseline at its config's weight and at larger ones, since none of them
+#: was tuned for the tiny model.
+METHODS: dict[str, ComparedMethod] = {
+    "Sequential FT": ComparedMethod("continual/demo/ft"),
+    "LDIFS (previous)": ComparedMethod("continual/demo/ldifs"),
+    "LDIFS (original)": ComparedMethod("continual/demo/ldifs", "original"),
+    "L2SP alpha=0.01": ComparedMethod("continual/demo/l2sp"),
+    "L2SP alpha=0.5": _weighted("continual/demo/l2sp", 0.5),
+    "L2SP alpha=5": _weighted("continual/demo/l2sp", 5.0),
+    "LFL lambda=1": ComparedMethod("continual/demo/lfl"),
+    "LFL lambda=10": _weighted("continual/demo/lfl", 10.0),
+    "LFL lambda=100": _weighted("continual/demo/lfl", 100.0),
+    "LwF weight=1": ComparedMethod("continual/demo/lwf"),
+    "LwF weight=10": _weighted("continual/demo/lwf", 10.0),
+    "ZSCL weight=1": ComparedMethod("continual/demo/zscl"),
+    "ZSCL weight=10": _weighted("continual/demo/zscl", 10.0),
 }
 
 
 def _folder_name(label: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in label.lower()).strip("-").replace("--", "-")
+    """The run folder of a label: ``"L2SP alpha=0.5"`` -> ``"l2sp-alpha-0.5"``."""
+    kept = "".join(c if c.isalnum() or c == "." else "-" for c in label.lower())
+    return "-".join(part for part in kept.split("-") if part)
 
 
 def run_comparison(
@@ -46,8 +75,11 @@ def run_comparison(
     methods: Sequence[str] = tuple(METHODS),
     fit_args: Sequence[str] = (),
     epochs: int | None = None,
+    cache_dir: str | None = DEFAULT_CACHE_DIR,
 ) -> dict[str, Any]:
     """Run ``methods`` (labels of :data:`METHODS`) on the embedded sequence; return the summary.
+
+    ``fit_args`` are appended to every stage's ``ldifs fit``; ``epochs`` replaces the config's.
 
     Example:
         >>> summary = run_comparison("runs/c", methods=["Sequential FT", "LwF"])  # doctest: +SKIP
@@ -67,18 +99,19 @@ def run_comparison(
     config = yaml.safe_load((shipped_configs_dir() / "continual" / "demo.yaml").read_text())
     runs: dict[str, Any] = {}
     for label in methods:
-        method, reference = METHODS[label]
+        method = METHODS[label]
         result = run_continual(
             config["tasks"],
-            method,
-            reference=reference,
+            method.config,
+            reference=method.reference,
             epochs=epochs or config["epochs"],
             suite=config["suite"],
             max_train_samples=config["max_train_samples"],
             max_test_samples=config["max_test_samples"],
             out=out / _folder_name(label),
             seed=config["seed"],
-            fit_args=fit_args,
+            cache_dir=cache_dir,
+            fit_args=[*method.fit_args, *fit_args],
         )
         # Fit and measurement time of the stages (resumed runs keep their stages' times).
         result["seconds"] = round(sum(stage["seconds"] for stage in result["stages"]), 1)

@@ -294,8 +294,12 @@ class _Run:
             for term in module.terms:
                 term.start_task(context)
         last = folder / "checkpoints" / "last.ckpt"
+        resume = last if last.is_file() else None
+        logged = folder / "metrics.csv"
+        if resume is not None and logged.is_file() and is_rank_zero():
+            # Lightning's CSVLogger starts a fresh metrics.csv in a folder it finds in use.
+            logged.replace(folder / f"metrics.before-resume-{time.strftime('%Y%m%d-%H%M%S')}.csv")
         with running():
-            resume = last if last.is_file() else None
             trainer.fit(module, datamodule=cli.datamodule, ckpt_path=resume)
         if trainer.logger is not None:
             trainer.logger.save()

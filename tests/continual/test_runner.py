@@ -142,6 +142,8 @@ def test_a_killed_stage_resumes_and_the_matrix_equals_an_uninterrupted_run(tmp_p
     resumed = tiny_run(killed, epochs=2, tasks=TASKS[:2], fit_args=killer(marker))
     assert (killed / "stage-0-digits" / "result.json").stat().st_mtime_ns == stage_0  # skipped
     assert resumed["matrix"] == whole["matrix"]
+    # The killed attempt's log is kept next to the resumed one's.
+    assert len(list((killed / "stage-1-fashion").glob("metrics.before-resume-*.csv"))) == 1
     assert resumed["metrics"] == whole["metrics"]
 
 
