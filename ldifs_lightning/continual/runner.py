@@ -30,6 +30,7 @@ import io
 import json
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -299,7 +300,10 @@ class _Run:
         if resume is not None and logged.is_file() and is_rank_zero():
             # Lightning's CSVLogger starts a fresh metrics.csv in a folder it finds in use.
             logged.replace(folder / f"metrics.before-resume-{time.strftime('%Y%m%d-%H%M%S')}.csv")
-        with running():
+        with running(), warnings.catch_warnings():
+            # The stage's own folders: reference.json or a killed attempt's files are expected.
+            for what in ("Checkpoint directory", "Experiment logs directory"):
+                warnings.filterwarnings("ignore", f"{what} .* exists and is not empty")
             trainer.fit(module, datamodule=cli.datamodule, ckpt_path=resume)
         if trainer.logger is not None:
             trainer.logger.save()
