@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # that also runs on CPU); pip takes them from local disk there, from PyPI elsewhere.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test test-slow lint tables results bench
+.PHONY: demo test test-slow lint tables results bench continual
 
 $(STAMP): pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,12 +32,18 @@ test-slow: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
 
+# Every continual method on the embedded sequence (configs/continual/demo.yaml), same budget:
+# runs/continual-comparison/ (comparison.json, metrics.csv, foreign.png, one folder per method).
+continual: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python -m ldifs_lightning.continual.comparison --out runs/continual-comparison
+
 # Re-render the measured tables of README.md, docs/demo.md and the model card from the committed
 # JSON (docs/results/, pretrained/card.json, benchmarks/results/); `--check` lists stale ones.
 tables: $(STAMP)
 	$(BIN)/python -m ldifs_lightning.reporting.render
 
-# Re-measure what those tables quote (demo, lambda sweep, model card) and re-render them. The
+# Re-measure what those tables quote (demo, lambda sweep, model card, continual comparison) and
+# re-render them. The
 # benchmarks are timings: re-run them by hand on an idle machine (benchmarks/README.md).
 results: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/ldifs demo --out runs/demo
@@ -46,6 +52,12 @@ results: $(STAMP)
 	cp runs/demo/summary.json docs/results/demo.json
 	cp runs/sweep/summary.json docs/results/lambda_sweep.json
 	OMP_NUM_THREADS=1 $(BIN)/python -m ldifs_lightning.pretrained.build --card
+	$(MAKE) continual
+	mkdir -p docs/results/continual
+	cp runs/continual-comparison/comparison.json docs/results/continual.json
+	cp runs/continual-comparison/foreign.png docs/results/continual/foreign.png
+	for run in runs/continual-comparison/*/; do \
+	  cp $$run/matrix.png docs/results/continual/$$(basename $$run).png; done
 	$(BIN)/python -m ldifs_lightning.reporting.render
 
 # Training-step time and peak memory of every method as ratios to FT, and the forgetting callback's

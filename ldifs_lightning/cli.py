@@ -9,11 +9,11 @@ ldifs demo --methods [ft,ldifs] --out runs/my-demo
 ldifs continual --config continual/demo --out runs/my-sequence
 
 ``fit``, ``validate``, ``test`` and ``predict`` are LightningCLI's; a *tool* subcommand
-(``export``, ``demo``, ``continual``) is a plain function whose typed signature and docstring
-jsonargparse turns into options and their help. Every subcommand is listed by ``ldifs --help``
-and has its own ``--help``. ``--config`` takes a file or the name of a config shipped with the
-package (see ``ldifs_lightning.config_files``). A bad value anywhere ends as one line,
-``error: <message>`` (see ``ldifs_lightning.cli_errors``).
+(``export``, ``demo``, ``continual``, ``evaluate``) is a plain function whose typed signature
+and docstring jsonargparse turns into options and their help. Every subcommand is listed by
+``ldifs --help`` and has its own ``--help``. ``--config`` takes a file or the name of a config
+shipped with the package (see ``ldifs_lightning.config_files``). A bad value anywhere ends as
+one line, ``error: <message>`` (see ``ldifs_lightning.cli_errors``).
 """
 
 from __future__ import annotations

@@ -139,6 +139,9 @@ RUNS = (
     + [(name, ["--config", "methods/ldifs", *TINY_MODEL, *TINY_SHAPES[2:], *SMALL_SUITE,
                "--data.init_args.download", "false", "--data.init_args.num_workers", "0"])
        for name in _shipped("data")]
+    # The embedded continual sequence's stage configs are `ldifs fit` configs too.
+    + [(name, ["--data.init_args.batch_size", "8", "--data.init_args.max_train_samples", "32"])
+       for name in _shipped("continual/demo")]
 )  # fmt: skip
 
 
@@ -150,6 +153,20 @@ def test_every_shipped_config_runs_by_name(installed, workdir, name, overrides):
         cwd=workdir,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_the_continual_sequence_runs_by_name(installed, workdir):
+    result = run(
+        installed,
+        "ldifs", "continual", "--config", "continual/demo", "--method", "continual/demo/lfl",
+        "--epochs", "1", "--cache_dir", "null", "--max_train_samples", "40",
+        "--max_test_samples", "20", "--out", "runs/sequence", "--fit_args",
+        "[--data.init_args.max_train_samples=32,--data.init_args.max_test_samples=32]",
+        cwd=workdir,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (workdir / "runs" / "sequence" / "results.json").is_file()
+    assert "Continual run digits -> fashion -> textures" in result.stdout
 
 
 def test_the_fsdp_config_resolves_by_name(installed, workdir):

@@ -371,3 +371,52 @@ def test_card_records_the_full_split_sizes():
     assert card_build.domain_sizes(["shapes"]) == {
         "shapes": {"classes": 8, "train_images": 2400, "test_images": 800}
     }
+
+
+def _continual_summary() -> dict:
+    def run(last, forgetting, delta_lp, seconds):
+        metrics = {
+            "last": last,
+            "avg": 70.0,
+            "mean_forgetting": forgetting,
+            "bwt": -forgetting,
+            "transfer": 60.0,
+            "final_delta_lp": delta_lp,
+            "final_delta_zs": -1.0,
+        }
+        matrix = [[80.0, 50.0], [70.0, 90.0]]
+        return {"metrics": metrics, "matrix": matrix, "seconds": seconds}
+
+    return {
+        "tasks": ["digits", "fashion"], "suite": ["shapes"], "epochs": 3, "cpus": 2,
+        "threads": 1, "torch": "2.x",
+        "runs": {"Sequential FT": run(60.0, 20.0, -9.0, 40.0),
+                 "LDIFS lambda=300": run(70.0, 2.0, -1.5, 55.0),
+                 "LwF weight=1": run(72.0, 5.0, -3.0, 50.0)},
+    }  # fmt: skip
+
+
+def test_continual_texts_exact():
+    from ldifs_lightning.reporting import continual_text
+
+    summary = _continual_summary()
+    assert continual_text.setting(summary) == (
+        "Sequence digits -> fashion, 3 epochs per stage, foreign suite shapes, seed 0, the shipped "
+        "tiny CLIP; 3 runs of `configs/continual/demo.yaml`, each 40-55 s on 2 CPU cores with 1 "
+        "torch thread (torch 2.x)."
+    )
+    assert continual_text.comparison_table(summary).splitlines()[3] == (
+        "| LDIFS lambda=300 | 70.0 | 70.0 | 2.0 | -2.0 | 60.0 | -1.5 | -1.0 |"
+    )
+    assert continual_text.findings(summary).splitlines()[:3] == [
+        "- Last (final accuracy over all tasks): best LwF weight=1 (72.0); the best LDIFS "
+        "run, LDIFS lambda=300, is 2nd of 3 (70.0).",
+        "- Avg (accuracy on the tasks seen so far, averaged over stages): best Sequential FT "
+        "(70.0; tied with LDIFS lambda=300, LwF weight=1).",
+        "- mean forgetting of the earlier tasks: best LDIFS lambda=300 (2.0).",
+    ]
+    assert continual_text.matrices(summary).splitlines()[:3] == [
+        "| Sequential FT | digits | fashion |",
+        "| --- | ---: | ---: |",
+        "| after digits | 80.0 | 50.0 |",
+    ]

@@ -44,13 +44,17 @@ def _weighted(config: str, weight: float) -> ComparedMethod:
     return ComparedMethod(config, "previous", (f"{_WEIGHT}{weight:g}",))
 
 
-#: label -> method, in the table's order. LDIFS runs at the lambda the single-task sweep chose
-#: (docs/demo.md); each baseline at its config's weight and at larger ones, since none of them
-#: was tuned for the tiny model.
+#: label -> method, in the table's order; the reference is the previous stage's encoder unless
+#: the label says "(original)". LDIFS runs at the lambda the single-task sweep chose
+#: (docs/demo.md, 300; with the previous and the original encoder as reference) and at 30 and
+#: 3000; each baseline at its config's weight and at larger ones, since none of them was tuned
+#: for the tiny model.
 METHODS: dict[str, ComparedMethod] = {
     "Sequential FT": ComparedMethod("continual/demo/ft"),
-    "LDIFS (previous)": ComparedMethod("continual/demo/ldifs"),
-    "LDIFS (original)": ComparedMethod("continual/demo/ldifs", "original"),
+    "LDIFS lambda=300": ComparedMethod("continual/demo/ldifs"),
+    "LDIFS lambda=300 (original)": ComparedMethod("continual/demo/ldifs", "original"),
+    "LDIFS lambda=30": _weighted("continual/demo/ldifs", 30.0),
+    "LDIFS lambda=3000": _weighted("continual/demo/ldifs", 3000.0),
     "L2SP alpha=0.01": ComparedMethod("continual/demo/l2sp"),
     "L2SP alpha=0.5": _weighted("continual/demo/l2sp", 0.5),
     "L2SP alpha=5": _weighted("continual/demo/l2sp", 5.0),
@@ -112,6 +116,7 @@ def run_comparison(
             seed=config["seed"],
             cache_dir=cache_dir,
             fit_args=[*method.fit_args, *fit_args],
+            label=label,
         )
         # Fit and measurement time of the stages (resumed runs keep their stages' times).
         result["seconds"] = round(sum(stage["seconds"] for stage in result["stages"]), 1)

@@ -251,9 +251,13 @@ def plot_foreign_deltas(
                 f"method {label!r} has {len(stages)} foreign entries, need one per task "
                 f"({len(names)}: {names})"
             )
-    figure = Figure(figsize=(4.0 + 1.2 * len(names), 3.8), layout="constrained")
+    many = len(foreign_by_method) > 4  # then one legend beside both panels
+    width = 4.0 + 1.2 * len(names) + (2.6 if many else 0.0)
+    figure = Figure(figsize=(width, 3.8), layout="constrained")
     axes = figure.subplots(1, 2, sharex=True)
     colors = mpl.rcParams["axes.prop_cycle"].by_key()["color"]
+    if len(foreign_by_method) > len(colors):
+        colors = [mpl.colormaps["tab20"](i % 20) for i in range(len(foreign_by_method))]
     stages_x = list(range(len(names)))
     for ax, short in zip(axes, ("LP", "ZS"), strict=True):
         key = f"mean_delta_{short.lower()}"
@@ -268,15 +272,21 @@ def plot_foreign_deltas(
             measured = True
             ax.plot(stages_x, values, "o-", color=colors[index % len(colors)], label=label)
         ax.axhline(0.0, color="grey", linestyle="--", linewidth=1)
-        if measured:
+        if measured and not many:
             ax.legend(title="method", fontsize="small")
-        else:
+        elif not measured:
             ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes)
         ax.set_xticks(stages_x, names, rotation=30, ha="right")
         ax.set(
             xlabel="after training on",
             ylabel=f"mean delta {short} (points)",
             title=f"foreign {short} (dashed: pre-trained level)",
+        )
+    if many:
+        handles, labels = axes[0].get_legend_handles_labels()
+        # "outside right" (constrained layout) is valid but not in matplotlib's typed overloads.
+        figure.legend(  # type: ignore[call-overload]
+            handles=handles, labels=labels, title="method", fontsize="small", loc="outside right"
         )
     _save(figure, path, dpi=120)
 

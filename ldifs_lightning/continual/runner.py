@@ -344,10 +344,12 @@ def run_continual(
     out: str | Path = "runs/continual",
     seed: int = 0,
     fit_args: Sequence[str] = (),
+    label: str | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) a continual sequence; return what ``results.json`` holds.
 
-    The Python entry point of ``ldifs continual`` (same arguments; see :func:`continual`).
+    The Python entry point of ``ldifs continual`` (same arguments; see :func:`continual`);
+    ``label`` names the run in its table and plots (default: the method configs' names).
 
     Example:
         >>> results = run_continual(
@@ -384,7 +386,7 @@ def run_continual(
         "stages": results,
     }
     if is_rank_zero():
-        _write_reports(Path(out), spec, summary)
+        _write_reports(Path(out), spec, summary, label)
     return summary
 
 
@@ -446,7 +448,9 @@ def _prepare(
     return spec, _Run(spec, out, stage_config, datamodules, cache_dir)
 
 
-def _write_reports(out: Path, spec: ContinualSpec, summary: dict[str, Any]) -> None:
+def _write_reports(
+    out: Path, spec: ContinualSpec, summary: dict[str, Any], label: str | None
+) -> None:
     from ldifs_lightning.continual.report import (
         format_continual_table,
         plot_foreign_deltas,
@@ -455,7 +459,7 @@ def _write_reports(out: Path, spec: ContinualSpec, summary: dict[str, Any]) -> N
         write_metrics_csv,
     )
 
-    label = " + ".join(Path(m).name for m in spec.method)
+    label = label or " + ".join(Path(m).name for m in spec.method)
     atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
     write_matrix_csv(out / "matrix.csv", list(spec.tasks), summary["matrix"])
     write_metrics_csv(out / "metrics.csv", {label: summary["metrics"]})

@@ -12,7 +12,7 @@ from ldifs_lightning.continual.report import markdown_table
 
 #: (metric key, what it means in a sentence, higher is better?)
 _RANKED = (
-    ("last", "Last (final accuracy over all three tasks)", True),
+    ("last", "Last (final accuracy over all tasks)", True),
     ("avg", "Avg (accuracy on the tasks seen so far, averaged over stages)", True),
     ("mean_forgetting", "mean forgetting of the earlier tasks", False),
     ("final_delta_lp", "the foreign domain's delta LP after the last stage", True),
@@ -53,7 +53,8 @@ def matrices(summary: dict[str, Any]) -> str:
 
 
 def findings(summary: dict[str, Any]) -> str:
-    """Which method is best on each metric, and where LDIFS (previous) stands against it."""
+    """Per metric, the best run overall and, when that is not an LDIFS run, the best LDIFS run and
+    its rank among all runs."""
     runs = summary["runs"]
     lines = []
     for key, meaning, higher in _RANKED:
@@ -65,16 +66,20 @@ def findings(summary: dict[str, Any]) -> str:
         if not values:
             continue
         ordered = sorted(values, key=lambda label: values[label], reverse=higher)
+        number = "{:+.1f}" if key.startswith("final") else "{:.1f}"
         best = ordered[0]
-        ldifs = next((label for label in values if label.startswith("LDIFS")), None)
-        line = (
-            f"* {meaning}: best {best} ({values[best]:+.1f})"
-            if key.startswith("final")
-            else (f"* {meaning}: best {best} ({values[best]:.1f})")
+        shown = number.format(values[best])
+        tied = [label for label in ordered[1:] if number.format(values[label]) == shown]
+        line = f"- {meaning}: best {best} ({shown}" + (
+            f"; tied with {', '.join(tied)})" if tied else ")"
         )
-        if ldifs is not None and best != ldifs:
+        ldifs = next((label for label in ordered if label.startswith("LDIFS")), None)
+        if ldifs is not None and ldifs != best and ldifs not in tied:
             rank = ordered.index(ldifs) + 1
-            line += f"; {ldifs} is {_ordinal(rank)} of {len(ordered)} ({values[ldifs]:.1f})"
+            line += (
+                f"; the best LDIFS run, {ldifs}, is {_ordinal(rank)} of {len(ordered)} "
+                f"({number.format(values[ldifs])})"
+            )
         lines.append(line + ".")
     return "\n".join(lines)
 
