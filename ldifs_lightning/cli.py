@@ -50,6 +50,8 @@ TOOL_SUBCOMMANDS: dict[str, str] = {
     "export": "ldifs_lightning.export:export_model",
     "demo": "ldifs_lightning.demo:demo",
     "continual": "ldifs_lightning.continual.runner:continual",
+    "compare": "ldifs_lightning.compare.runner:compare",
+    "evaluate": "ldifs_lightning.evaluate:evaluate",
 }
 CONFIG_HELP = (
     "A YAML config: a file, or the name of a config shipped with the package (e.g. demo/ldifs, "

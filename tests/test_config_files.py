@@ -73,7 +73,7 @@ def test_by_name_and_by_path_give_the_same_run(capsys, tmp_path, monkeypatch):
 def test_every_method_config_builds_on_the_reference_base():
     base = shipped_config("base/vit_b32")
     methods = sorted((shipped_configs_dir() / "methods").glob("*.yaml"))
-    assert len(methods) == 11
+    assert len(methods) == 14
     for method in methods:
         assert config_base(method) == base, method.name
         loaded = yaml.safe_load(method.read_text())
