@@ -7,9 +7,10 @@ ldifs export --ckpt_path last.ckpt --output_dir exported/
 ldifs export --model_name ViT-B-32 --pretrained openai --dataset eurosat --output_dir exported/
 ldifs demo --methods [ft,ldifs] --out runs/my-demo
 ldifs continual --config continual/demo --out runs/my-sequence
+ldifs compare --quick --out runs/compare-quick
 
 ``fit``, ``validate``, ``test`` and ``predict`` are LightningCLI's; a *tool* subcommand
-(``export``, ``demo``, ``continual``, ``evaluate``) is a plain function whose typed signature
+(``export``, ``demo``, ``continual``, ``compare``) is a plain function whose typed signature
 and docstring jsonargparse turns into options and their help. Every subcommand is listed by
 ``ldifs --help`` and has its own ``--help``. ``--config`` takes a file or the name of a config
 shipped with the package (see ``ldifs_lightning.config_files``). A bad value anywhere ends as
@@ -51,7 +52,6 @@ TOOL_SUBCOMMANDS: dict[str, str] = {
     "demo": "ldifs_lightning.demo:demo",
     "continual": "ldifs_lightning.continual.runner:continual",
     "compare": "ldifs_lightning.compare.runner:compare",
-    "evaluate": "ldifs_lightning.evaluate:evaluate",
 }
 CONFIG_HELP = (
     "A YAML config: a file, or the name of a config shipped with the package (e.g. demo/ldifs, "
