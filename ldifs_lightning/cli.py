@@ -8,13 +8,14 @@ ldifs export --model_name ViT-B-32 --pretrained openai --dataset eurosat --outpu
 ldifs demo --methods [ft,ldifs] --out runs/my-demo
 ldifs continual --config continual/demo --out runs/my-sequence
 ldifs compare --quick --out runs/compare-quick
+ldifs evaluate --paths [runs/ldifs/last.ckpt] --suite [digits,shapes] --out runs/evaluate
 
 ``fit``, ``validate``, ``test`` and ``predict`` are LightningCLI's; a *tool* subcommand
-(``export``, ``demo``, ``continual``, ``compare``) is a plain function whose typed signature
-and docstring jsonargparse turns into options and their help. Every subcommand is listed by
-``ldifs --help`` and has its own ``--help``. ``--config`` takes a file or the name of a config
-shipped with the package (see ``ldifs_lightning.config_files``). A bad value anywhere ends as
-one line, ``error: <message>`` (see ``ldifs_lightning.cli_errors``).
+(``export``, ``demo``, ``continual``, ``compare``, ``evaluate``) is a plain function whose
+typed signature and docstring jsonargparse turns into options and their help. Every subcommand is
+listed by ``ldifs --help`` and has its own ``--help``. ``--config`` takes a file or the name of a
+config shipped with the package (see ``ldifs_lightning.config_files``). A bad value anywhere
+ends as one line, ``error: <message>`` (see ``ldifs_lightning.cli_errors``).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ TOOL_SUBCOMMANDS: dict[str, str] = {
     "demo": "ldifs_lightning.demo:demo",
     "continual": "ldifs_lightning.continual.runner:continual",
     "compare": "ldifs_lightning.compare.runner:compare",
+    "evaluate": "ldifs_lightning.evaluate:evaluate",
 }
 CONFIG_HELP = (
     "A YAML config: a file, or the name of a config shipped with the package (e.g. demo/ldifs, "

@@ -165,7 +165,7 @@ def export_model(
                 "class names and templates; give either ckpt_path or model_name + pretrained"
             )
         _check_output_dir(output)
-        module, dataset_name = _load_checkpoint_module(ckpt_path)
+        module, dataset_name = load_checkpoint_module(ckpt_path)
         clip, config = _full_clip(module)
         head = _module_head(module, dataset_name)
     else:
@@ -270,7 +270,7 @@ def benchmark_dataset_name(dataset: str) -> str:
 # ----------------------------------------------------------------------------- sources
 
 
-def _load_checkpoint_module(ckpt_path: str) -> tuple[CLIPFineTuner, str | None]:
+def load_checkpoint_module(ckpt_path: str) -> tuple[CLIPFineTuner, str | None]:
     """Load a checkpoint of ``ldifs fit`` on the CPU, with one-line errors for anything else.
 
     Returns:

@@ -420,3 +420,45 @@ def test_continual_texts_exact():
         "| --- | ---: | ---: |",
         "| after digits | 80.0 | 50.0 |",
     ]
+
+
+def test_compare_texts_exact():
+    from ldifs_lightning.reporting import compare_text
+
+    def selected(value, acc, val, dlp, dzs):
+        return {"value": value, "task_acc": [acc, 1.0], "val_acc": [val, 1.0],
+                "mean_delta_lp": [dlp, 0.5], "mean_delta_zs": [dzs, 0.5]}  # fmt: skip
+
+    results = {
+        "setting": {"methods": ["zs", "ft", "ldifs"], "tasks": ["shapes", "textures"], "seeds": 3,
+                    "knobs": {"ft": {"knob": "lr", "values": [0.0003, 0.001]},
+                              "ldifs": {"knob": "lambda", "values": [30.0, 300.0]}},
+                    "seconds": 1500.0, "workers": 2, "threads": 1, "cpus": 2, "torch": "2.x"},
+        "summary": {
+            "selected": {"zs": selected(None, 70.0, 70.0, 0.0, 0.0),
+                         "ft": selected(0.001, 80.0, 80.0, -9.0, -20.0),
+                         "ldifs": selected(300.0, 78.5, 78.0, -1.25, -3.0)},
+            "matched_accuracy": 79.0,
+            "matched": {"ft": {"mean_delta_lp": -7.0, "mean_delta_zs": None},
+                        "ldifs": {"mean_delta_lp": -2.0, "mean_delta_zs": -4.0}},
+        },
+    }  # fmt: skip
+    assert compare_text.setting(results) == (
+        "3 methods on 2 tasks (shapes, textures; each time the other three domains are the "
+        "forgetting suite) with 3 seeds; knobs: FT lr in 0.0003, 0.001; LDIFS lambda in 30, 300. "
+        "The whole grid took 25 minutes with 2 worker processes of 1 torch thread on 2 CPU cores "
+        "(torch 2.x)."
+    )
+    assert compare_text.comparison_table(results).splitlines()[2:] == [
+        "| ZS | - | 70.0 ± 1.0 | +0.0 ± 0.5 | +0.0 ± 0.5 | - | - |",
+        "| FT | lr = 0.001 | 80.0 ± 1.0 | -9.0 ± 0.5 | -20.0 ± 0.5 | -7.0 | - |",
+        "| LDIFS | lambda = 300 | 78.5 ± 1.0 | -1.2 ± 0.5 | -3.0 ± 0.5 | -2.0 | -4.0 |",
+    ]
+    assert compare_text.findings(results).splitlines() == [
+        "- At each method's validation-selected setting, mean delta LP: LDIFS -1.2, FT -9.0 (ZS "
+        "and LP leave the encoder unchanged: 0). Highest task accuracy: FT.",
+        "- At each method's validation-selected setting, mean delta ZS: LDIFS -3.0, FT -20.0 (ZS "
+        "and LP leave the encoder unchanged: 0). Highest task accuracy: FT.",
+        "- At matched task accuracy 79.0, mean delta LP: LDIFS -2.0, FT -7.0.",
+        "- At matched task accuracy 79.0, mean delta ZS: LDIFS -4.0.",
+    ]
