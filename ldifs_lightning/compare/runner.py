@@ -67,6 +67,13 @@ def _fit_args(
 
 def _row(run: Run, **measured: Any) -> dict[str, Any]:
     method = METHODS[run.method]
+    knob = "" if run.value is None else f" {method.knob}={run.value:g}"
+    print(
+        f"compare: {run.task} seed {run.seed} {method.label}{knob}: task acc "
+        f"{measured['task_acc']:.1f}, dLP {measured.get('mean_delta_lp', 0.0):+.1f}, dZS "
+        f"{measured.get('mean_delta_zs', 0.0):+.1f} ({measured['seconds']:.0f} s)",
+        flush=True,
+    )
     return {
         "task": run.task,
         "seed": run.seed,
