@@ -17,8 +17,10 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
 
     ``write`` fills a temporary file in the same folder; it is flushed, fsynced and renamed over
     ``path`` with ``os.replace`` (atomic on POSIX and Windows), then the folder is fsynced so the
-    rename itself survives a crash. Missing parent folders are created. On any error the
-    temporary file is removed, ``path`` is left as it was and the error propagates.
+    rename itself survives a crash. The file gets the mode any new file gets under the user's
+    umask (0644 under 022; the temporary file starts at 0600). Missing parent folders are
+    created. On any error the temporary file is removed, ``path`` is left as it was and the
+    error propagates.
 
     Args:
         path: File to create or replace.
@@ -37,6 +39,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
     try:
         with os.fdopen(handle, "wb") as file:
             write(file)
+            os.fchmod(file.fileno(), _new_file_mode())
             file.flush()
             os.fsync(file.fileno())
         os.replace(temp, path)
@@ -59,6 +62,13 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     """
     data = text.encode("utf-8")
     atomic_write(path, lambda file: file.write(data))
+
+
+def _new_file_mode() -> int:
+    """``0o666 & ~umask``: what ``open(path, "w")`` would give a new file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _fsync_directory(directory: Path) -> None:
