@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
 from ldifs_lightning.data import get_dataset_info
@@ -62,6 +62,16 @@ class ConceptForgettingCallback(Callback):
     current text tower (and its current logit scale) and the CSV's ``zero_shot_text_tower``
     column says so.
 
+    With ``final_full_size`` the encoder at the end of training is measured once more on the
+    *whole* splits of every suite dataset (no caps), against the pre-trained encoder measured on
+    the whole splits at fit start (its features cached like the capped baseline's), as the
+    reference code measures: at train end every rank takes part in the extraction, the results
+    are logged to the Trainer's loggers as ``forgetting_full/<dataset>/lp_acc``, ...,
+    ``forgetting_full/mean_delta_lp``, ... (the same keys as above) and put into
+    ``trainer.callback_metrics``; at fit end rank zero writes ``forgetting_full.csv`` (the
+    columns of ``forgetting.csv``) next to ``forgetting.csv`` and prints a second table. The
+    per-epoch measurements stay capped. The result is kept in :attr:`final_full`.
+
     The pre-trained reference (image encoder for the baseline, text tower for zero-shot class
     embeddings) is built from ``model_name``/``pretrained``, by default the module's own
     hyper-parameters (as ``LDIFSModule`` has them). Without them the baseline is the module's
@@ -87,10 +97,23 @@ class ConceptForgettingCallback(Callback):
             the module's ``image_encoder`` attribute.
         seed: Seed of the sample caps and of the probe's held-out split.
         verify_checksums: md5-check CIFAR/SVHN/STL-10 files; false accepts copies you made.
+        final_full_size: At the end of training, also measure the final encoder on whole splits
+            against a whole-split pre-trained baseline (comparable to the paper's numbers).
+
+    Attributes:
+        baseline: Pre-trained accuracies per dataset on the capped splits.
+        history: One entry per evaluation: ``epoch``, ``step``, ``accuracies``, ``text_tower``.
+        full_baseline: Pre-trained accuracies per dataset on whole splits (``final_full_size``
+            or ``evaluate(..., full_size=True)``); empty until measured.
+        final_full: The whole-split measurement at the end of training, an entry like those of
+            ``history``; None until then (and always without ``final_full_size``).
 
     Example:
         >>> callback = ConceptForgettingCallback(["shapes"], metrics=["linear_probe"])
         >>> trainer = Trainer(callbacks=[callback])  # doctest: +SKIP
+        >>> paper = ConceptForgettingCallback(["shapes"], final_full_size=True)
+        >>> paper.final_full is None
+        True
     """
 
     def __init__(
@@ -111,6 +134,7 @@ class ConceptForgettingCallback(Callback):
         encoder: EncoderGetter | None = None,
         seed: int = 0,
         verify_checksums: bool = True,
+        final_full_size: bool = False,
     ) -> None:
         if not suite:
             raise ValueError("the forgetting suite is empty: name at least one dataset")
@@ -146,9 +170,13 @@ class ConceptForgettingCallback(Callback):
         self.get_encoder = encoder
         self.seed = seed
         self.verify_checksums = verify_checksums
+        self.final_full_size = final_full_size
         self.baseline: dict[str, dict[str, float]] = {}
         self.history: list[dict[str, Any]] = []
+        self.full_baseline: dict[str, dict[str, float]] = {}
+        self.final_full: dict[str, Any] | None = None
         self._suite: list[ForeignDataset] | None = None
+        self._full_suite: list[ForeignDataset] | None = None
         self._class_embeddings: dict[str, torch.Tensor] | None = None
         self._zero_shot_scale: float | None = None
         self._cache: FeatureCache | None = None
@@ -172,25 +200,32 @@ class ConceptForgettingCallback(Callback):
         hparams = getattr(module, "hparams", {})
         return hparams.get("model_name"), hparams.get("pretrained")
 
-    def _build_suite(self, encoder: nn.Module) -> list[ForeignDataset]:
-        if self._suite is None:
+    def _build_suite(self, encoder: nn.Module, full_size: bool = False) -> list[ForeignDataset]:
+        """The suite with this callback's caps, or with whole splits when ``full_size``."""
+        suite = self._full_suite if full_size else self._suite
+        if suite is None:
             size = self.image_size or image_size_of(encoder)
             names = [m for m in self.suite_spec if isinstance(m, str)]
+            caps = (None, None) if full_size else (self.max_train_samples, self.max_test_samples)
             built = {}
             if names:
                 for member in registry_suite(
                     names,
                     self.root,
                     size,
-                    self.max_train_samples,
-                    self.max_test_samples,
+                    *caps,
                     self.seed,
                     self.download,
                     self.verify_checksums,
                 ):
                     built[member.name] = member
-            self._suite = [built[m] if isinstance(m, str) else m for m in self.suite_spec]
-        return self._suite
+            # ForeignDataset objects are measured as given, capped or not.
+            suite = [built[m] if isinstance(m, str) else m for m in self.suite_spec]
+            if full_size:
+                self._full_suite = suite
+            else:
+                self._suite = suite
+        return suite
 
     def _open_cache(self) -> FeatureCache | None:
         if self._cache is None and self.cache_dir is not None:
@@ -227,15 +262,16 @@ class ConceptForgettingCallback(Callback):
         autocast: torch.dtype | None,
         cached: bool,
         zero_shot: tuple[dict[str, torch.Tensor], float] | None = None,
+        full_size: bool = False,
     ) -> dict[str, dict[str, float]]:
-        """``encoder_accuracies`` with this callback's settings.
+        """``encoder_accuracies`` with this callback's settings (whole splits when ``full_size``).
 
         ``zero_shot`` (class embeddings, logit scale) replaces the pre-trained zero-shot classifier.
         """
         embeddings, scale = zero_shot or (self._class_embeddings, self._zero_shot_scale)
         return encoder_accuracies(
             encoder,
-            self._build_suite(encoder),
+            self._build_suite(encoder, full_size),
             class_embeddings=embeddings,
             metrics=self.metrics,
             device=device,
@@ -263,13 +299,27 @@ class ConceptForgettingCallback(Callback):
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         encoder = self._encoder_of(pl_module)
         reference = self._reference(pl_module, pl_module.device)
-        if self.baseline:  # restored from a checkpoint
+        self.final_full = None
+        measure_full = self.final_full_size and not self.full_baseline
+        if self.baseline and measure_full and reference is None:
+            # Resumed without a model name: the module's encoder is no longer the pre-trained one.
+            rank_zero_warn(
+                "ConceptForgettingCallback: the checkpoint holds no whole-split baseline and "
+                "without model_name the pre-trained encoder cannot be rebuilt; final_full_size "
+                "is skipped for this run (pass model_name and pretrained to measure it)"
+            )
+            measure_full = False  # on_train_end then finds no whole-split baseline
+        if self.baseline and not measure_full:  # restored from a checkpoint
             return
         pretrained = copy.deepcopy(encoder) if reference is None else reference.encoder
         del reference
-        self.baseline = self._accuracies(
-            pretrained, pl_module.device, autocast_dtype_of(trainer), cached=True
-        )
+        autocast = autocast_dtype_of(trainer)
+        if not self.baseline:
+            self.baseline = self._accuracies(pretrained, pl_module.device, autocast, cached=True)
+        if measure_full:
+            self.full_baseline = self._accuracies(
+                pretrained, pl_module.device, autocast, cached=True, full_size=True
+            )
         del pretrained
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -302,19 +352,62 @@ class ConceptForgettingCallback(Callback):
         embeddings = {d.name: text_tower.class_embeddings(d.classnames, d.templates) for d in suite}
         return embeddings, float(text_tower.logit_scale.detach().exp())
 
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # Here, not at fit end: the module is still on its device and under DDP the process
+        # group still serves the extraction's collectives (every rank runs this hook).
+        if not self.final_full_size or not self.full_baseline:
+            return
+        encoder = self._encoder_of(pl_module)
+        text_tower = getattr(pl_module, "text_tower", None)
+        zero_shot = self._current_zero_shot(text_tower, self._build_suite(encoder, True))
+        accuracies = self._accuracies(
+            encoder,
+            pl_module.device,
+            autocast_dtype_of(trainer),
+            cached=False,
+            zero_shot=zero_shot,
+            full_size=True,
+        )
+        self.final_full = {
+            "epoch": trainer.current_epoch - 1,  # the loop has counted the last epoch as done
+            "step": trainer.global_step,
+            "accuracies": accuracies,
+            "text_tower": "current" if zero_shot else "pretrained",
+        }
+        # self.log is not allowed in this hook: the loggers are called directly (rank zero only).
+        flat = {
+            f"forgetting_full/{key}": value
+            for key, value in forgetting_deltas(self.full_baseline, accuracies).items()
+        }
+        for logger in trainer.loggers:
+            logger.log_metrics(flat, step=trainer.global_step)
+        trainer.callback_metrics.update({key: torch.tensor(v) for key, v in flat.items()})
+
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # trainer.log_dir broadcasts from rank zero: every rank must ask before any returns.
         directory = Path(trainer.log_dir or trainer.default_root_dir)
-        if not trainer.is_global_zero or not self.history:
+        if not trainer.is_global_zero:
             return
-        rows = history_rows(self.baseline, self.history)
-        write_history_csv(rows, directory / "forgetting.csv")
-        plot_history(rows, directory / "forgetting.png")
-        latest = forgetting_deltas(self.baseline, self.history[-1]["accuracies"])
-        rank_zero_info(
-            f"Concept forgetting after epoch {self.history[-1]['epoch']} (in %, written to "
-            f"{directory}/forgetting.csv):\n{format_forgetting_table(latest, self.baseline)}"
-        )
+        if self.history:
+            rows = history_rows(self.baseline, self.history)
+            write_history_csv(rows, directory / "forgetting.csv")
+            plot_history(rows, directory / "forgetting.png")
+            latest = forgetting_deltas(self.baseline, self.history[-1]["accuracies"])
+            rank_zero_info(
+                f"Concept forgetting after epoch {self.history[-1]['epoch']} (in %, written to "
+                f"{directory}/forgetting.csv):\n{format_forgetting_table(latest, self.baseline)}"
+            )
+        if self.final_full is not None:
+            write_history_csv(
+                history_rows(self.full_baseline, [self.final_full]),
+                directory / "forgetting_full.csv",
+            )
+            final = forgetting_deltas(self.full_baseline, self.final_full["accuracies"])
+            rank_zero_info(
+                "Concept forgetting at the end of training on whole splits (in %, written to "
+                f"{directory}/forgetting_full.csv):\n"
+                f"{format_forgetting_table(final, self.full_baseline)}"
+            )
 
     @property
     def state_key(self) -> str:
@@ -323,11 +416,17 @@ class ConceptForgettingCallback(Callback):
         return self._generate_state_key(suite=names, metrics=self.metrics)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"baseline": self.baseline, "history": self.history}
+        return {
+            "baseline": self.baseline,
+            "history": self.history,
+            "full_baseline": self.full_baseline,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.baseline = state_dict["baseline"]
         self.history = state_dict["history"]
+        # Checkpoints written before final_full_size have none.
+        self.full_baseline = state_dict.get("full_baseline", {})
 
     # ----------------------------------------------------------------------------- no Trainer
     def evaluate(
@@ -335,39 +434,52 @@ class ConceptForgettingCallback(Callback):
         encoder: nn.Module,
         device: torch.device | str = "cpu",
         autocast_dtype: torch.dtype | None = None,
+        full_size: bool = False,
     ) -> dict[str, float]:
         """The same metrics for ``encoder`` without a Trainer (keys without ``forgetting/``).
 
         The pre-trained baseline comes from ``model_name``/``pretrained`` (measured once, cached);
-        without them only the accuracies are returned.
+        without them only the accuracies are returned. ``full_size`` measures on whole splits
+        against a whole-split baseline (also measured once and cached), as ``final_full_size``
+        does at the end of training; otherwise the caps apply. Under DDP every rank must call it.
 
         Example:
             >>> callback = ConceptForgettingCallback(["shapes"], model_name="ldifs-tiny-vit")
             >>> metrics = callback.evaluate(finetuned.image_encoder)  # doctest: +SKIP
             >>> metrics["mean_delta_lp"]  # doctest: +SKIP
+            >>> paper = callback.evaluate(finetuned.image_encoder, full_size=True)  # doctest: +SKIP
         """
         device = torch.device(device)
+        baseline = self.full_baseline if full_size else self.baseline
         needs_text = "zero_shot" in self.metrics and self._class_embeddings is None
-        if not self.baseline or needs_text:  # the pre-trained model is built once
+        if not baseline or needs_text:  # the pre-trained model is built once
             reference = self._reference(None, device)
-            if reference is not None and not self.baseline:
-                self.baseline = self._accuracies(
-                    reference.encoder, device, autocast_dtype, cached=True
+            if reference is not None and not baseline:
+                measured = self._accuracies(
+                    reference.encoder, device, autocast_dtype, cached=True, full_size=full_size
                 )
-        return self.measure(encoder.to(device), device, autocast_dtype)
+                if full_size:
+                    self.full_baseline = measured
+                else:
+                    self.baseline = measured
+        return self.measure(encoder.to(device), device, autocast_dtype, full_size)
 
     def measure(
         self,
         encoder: nn.Module,
         device: torch.device | str,
         autocast_dtype: torch.dtype | None = None,
+        full_size: bool = False,
     ) -> dict[str, float]:
-        """Accuracies of ``encoder`` and their deltas from the baseline already measured."""
+        """Accuracies of ``encoder`` and their deltas from the baseline already measured.
+
+        ``full_size``: on whole splits, against :attr:`full_baseline`.
+        """
         return measure_forgetting(
             None,
             encoder,
-            self._build_suite(encoder),
-            baseline=self.baseline,
+            self._build_suite(encoder, full_size),
+            baseline=self.full_baseline if full_size else self.baseline,
             class_embeddings=self._class_embeddings,
             metrics=self.metrics,
             device=torch.device(device),

@@ -1,6 +1,8 @@
 import csv
 import socket
 import warnings
+from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -312,3 +314,183 @@ def test_two_callbacks_keep_separate_state(tmp_path):
     lp = _callback(tmp_path, metrics=["linear_probe"])
     zs = _callback(tmp_path, metrics=["zero_shot"])
     assert lp.state_key != zs.state_key
+
+
+# ------------------------------------------------------------------ final_full_size
+FULL_TEST_CAPS = dict(max_train_samples=50, max_test_samples=40)
+SHAPES_WHOLE = (2400, 800)  # shapes' train and test split sizes
+
+
+def _textures_fit(tmp_path, name: str, final_full_size: bool, cache: str = "cache"):
+    """One epoch of LDIFS on 32 textures images from the shipped tiny CLIP, watching shapes."""
+    torch.manual_seed(0)
+    data = FineTuneDataModule("textures", image_size=32, batch_size=16, max_train_samples=32)
+    module = LDIFSModule(
+        data.classnames,
+        data.templates,
+        model_name=TINY_VIT,
+        pretrained="demo",
+        lr=1e-3,
+        warmup_steps=1,
+    )
+    callback = ConceptForgettingCallback(
+        ["shapes"],
+        cache_dir=str(tmp_path / cache),
+        batch_size=64,
+        final_full_size=final_full_size,
+        **FULL_TEST_CAPS,
+    )
+    logger = CSVLogger(tmp_path, name=name)
+    trainer = _trainer(tmp_path, [callback], max_epochs=1, logger=logger)
+    trainer.fit(module, datamodule=data)
+    return callback, module, trainer, tmp_path / name / "version_0"
+
+
+def _demo_zero_shot() -> tuple[torch.nn.Module, dict, float]:
+    clip = create_clip(TINY_VIT, "demo").eval()
+    (member,) = registry_suite(["shapes"], "data", 32, max_train_samples=1, max_test_samples=1)
+    embeddings = zero_shot_class_embeddings(
+        clip, get_tokenizer(TINY_VIT), member.classnames, member.templates
+    )
+    return clip.visual, {"shapes": embeddings}, float(clip.logit_scale.detach().exp())
+
+
+class _Runs(NamedTuple):
+    tmp_path: Path
+    off: tuple  # (callback, module, trainer, log dir) of a fit without final_full_size
+    on: tuple  # the same fit with it
+    again: tuple  # the fit with it once more, on the same feature cache
+    on_sizes: list[int]  # sizes of the datasets whose features the "on" fit extracted
+    again_sizes: list[int]
+
+
+@pytest.fixture(scope="module")
+def full_size_runs(tmp_path_factory) -> _Runs:
+    """Three short fits shared by the final_full_size tests (whole splits take seconds)."""
+    tmp_path = tmp_path_factory.mktemp("full_size")
+    sizes: list[int] = []
+    real = forgetting_functions.extract_features
+
+    def counting(encoder, dataset, **kwargs):
+        sizes.append(len(dataset))
+        return real(encoder, dataset, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(forgetting_functions, "extract_features", counting)
+        off = _textures_fit(tmp_path, "off", final_full_size=False, cache="cache-off")
+        sizes.clear()
+        on = _textures_fit(tmp_path, "on", final_full_size=True)
+        on_sizes = list(sizes)
+        cache_files = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "cache").glob("*.pt")}
+        sizes.clear()
+        again = _textures_fit(tmp_path, "again", final_full_size=True)
+        again_sizes = list(sizes)
+    assert len(cache_files) == 4  # capped and whole splits, train and test
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "cache").glob("*.pt")} == cache_files
+    return _Runs(tmp_path, off, on, again, on_sizes, again_sizes)
+
+
+def test_final_full_size_keeps_the_capped_history(full_size_runs):
+    off, _, off_trainer, off_dir = full_size_runs.off
+    on, _, trainer, on_dir = full_size_runs.on
+    assert on.history == off.history and on.baseline == off.baseline
+    with open(on_dir / "forgetting.csv") as handle, open(off_dir / "forgetting.csv") as other:
+        assert handle.read() == other.read()
+    assert off.final_full is None and off.full_baseline == {}
+    assert not (off_dir / "forgetting_full.csv").exists()
+    assert not any(key.startswith("forgetting_full/") for key in off_trainer.callback_metrics)
+    assert on.final_full is not None
+    assert on.final_full["epoch"] == on.history[-1]["epoch"] == 0
+    assert on.final_full["step"] == on.history[-1]["step"] == trainer.global_step
+
+
+def test_final_full_size_equals_the_whole_split_measurement(full_size_runs):
+    on, module, trainer, on_dir = full_size_runs.on
+    (whole,) = registry_suite(["shapes"], "data", 32, max_train_samples=None, max_test_samples=None)
+    assert (len(whole.train), len(whole.test)) == SHAPES_WHOLE
+    pretrained, embeddings, scale = _demo_zero_shot()
+    options = dict(
+        class_embeddings=embeddings,
+        metrics=["linear_probe", "zero_shot"],
+        batch_size=64,
+        zero_shot_scale=scale,
+    )
+    before = encoder_accuracies(pretrained, [whole], **options)
+    final = encoder_accuracies(module.image_encoder, [whole], **options)["shapes"]
+    deltas = measure_forgetting(None, module.image_encoder, [whole], baseline=before, **options)
+    before = before["shapes"]
+    assert set(final) == {"lp_acc", "lp_ece", "zs_acc", "zs_ece"}
+    for key in final:
+        assert on.final_full["accuracies"]["shapes"][key] == pytest.approx(final[key], abs=1e-4)
+        assert on.full_baseline["shapes"][key] == pytest.approx(before[key], abs=1e-4)
+    assert deltas["shapes/delta_lp"] == pytest.approx(final["lp_acc"] - before["lp_acc"])
+    # A zero-shot accuracy on 800 test images is a multiple of 1/8 %; on 40, of 2.5 %.
+    assert final["zs_acc"] * 8 == pytest.approx(round(final["zs_acc"] * 8), abs=1e-6)
+
+    # Logged under forgetting_full/ (loggers and callback_metrics), written as forgetting_full.csv.
+    for key in ["shapes/lp_acc", "shapes/delta_lp", "shapes/delta_zs", "mean_delta_lp"]:
+        value = trainer.callback_metrics[f"forgetting_full/{key}"].item()
+        assert value == pytest.approx(deltas[key], abs=1e-4)
+    with open(on_dir / "metrics.csv") as handle:
+        logged = [row for row in csv.DictReader(handle) if row.get("forgetting_full/mean_delta_zs")]
+    assert len(logged) == 1
+    assert float(logged[0]["forgetting_full/mean_delta_zs"]) == pytest.approx(
+        deltas["mean_delta_zs"], abs=1e-4
+    )
+    assert logged[0]["forgetting/mean_delta_zs"] == ""  # the capped keys stay separate
+    with open(on_dir / "forgetting_full.csv") as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert row["dataset"] == "shapes" and row["epoch"] == "0"
+    for column, key in [("delta_lp", "shapes/delta_lp"), ("zs_ece", "shapes/zs_ece")]:
+        assert float(row[column]) == pytest.approx(deltas[key], abs=1e-4)
+
+
+def test_second_fit_reads_the_whole_split_baseline_from_the_cache(full_size_runs):
+    whole_train, whole_test = SHAPES_WHOLE
+    # capped baseline (test, train), whole-split baseline, the epoch, the final whole splits
+    assert full_size_runs.on_sizes == [40, 50, whole_test, whole_train] * 2
+    # the second fit extracts only the fine-tuned encoder's features (the fixture also checks
+    # that the cache's files were left as they were)
+    assert full_size_runs.again_sizes == [40, 50, whole_test, whole_train]
+    assert full_size_runs.again[0].full_baseline == full_size_runs.on[0].full_baseline
+
+
+def test_standalone_evaluate_on_whole_splits(full_size_runs, monkeypatch):
+    sizes: list[int] = []
+    real = forgetting_functions.extract_features
+
+    def counting(encoder, dataset, **kwargs):
+        sizes.append(len(dataset))
+        return real(encoder, dataset, **kwargs)
+
+    monkeypatch.setattr(forgetting_functions, "extract_features", counting)
+    callback = _callback(
+        full_size_runs.tmp_path, model_name=TINY_VIT, pretrained="demo", batch_size=64,
+        **FULL_TEST_CAPS,
+    )  # fmt: skip
+    pretrained, *_ = _demo_zero_shot()
+    full = callback.evaluate(pretrained, full_size=True)
+    # The whole-split baseline comes from the fits' cache; the encoder is measured on whole splits.
+    assert sizes == [SHAPES_WHOLE[1], SHAPES_WHOLE[0]]
+    assert callback.full_baseline == full_size_runs.on[0].full_baseline
+    assert full["shapes/delta_lp"] == 0.0 and full["mean_delta_zs"] == 0.0
+    assert callback.baseline == {}  # the capped baseline is not measured for it
+    sizes.clear()
+    capped = callback.evaluate(pretrained)
+    assert sizes == [40, 50]  # baseline from the cache again, then the encoder, capped
+    assert capped["shapes/delta_lp"] == 0.0 and callback.baseline == full_size_runs.on[0].baseline
+
+
+def test_every_data_config_measures_whole_splits_at_the_end():
+    import yaml
+
+    from ldifs_lightning.config_files import shipped_configs_dir
+
+    paths = sorted((shipped_configs_dir() / "data").glob("*.yaml"))
+    assert len(paths) >= 12
+    for path in paths:
+        callbacks = yaml.safe_load(path.read_text())["trainer"]["callbacks"]
+        (forgetting,) = [c for c in callbacks if c["class_path"].endswith("ForgettingCallback")]
+        assert forgetting["init_args"]["final_full_size"] is True, path.name
+        # the capped per-epoch monitoring stays
+        assert forgetting["init_args"]["max_train_samples"] == 2000, path.name
