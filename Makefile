@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # that also runs on CPU); pip takes them from local disk there, from PyPI elsewhere.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test test-slow lint tables results bench continual
+.PHONY: demo test test-slow lint tables results bench continual compare
 
 $(STAMP): pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,14 +37,20 @@ lint: $(STAMP)
 continual: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m ldifs_lightning.continual.comparison --out runs/continual-comparison
 
+# Every fine-tuning method on the four embedded domains, knobs at several values, 3 seeds, two
+# worker processes (the README's "Measured" line says how long it took): runs/compare/
+# (results.json, table.md, frontier plots).
+compare: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/ldifs compare --workers 2 --out runs/compare
+
 # Re-render the measured tables of README.md, docs/demo.md and the model card from the committed
 # JSON (docs/results/, pretrained/card.json, benchmarks/results/); `--check` lists stale ones.
 tables: $(STAMP)
 	$(BIN)/python -m ldifs_lightning.reporting.render
 
-# Re-measure what those tables quote (demo, lambda sweep, model card, continual comparison) and
-# re-render them. The
-# benchmarks are timings: re-run them by hand on an idle machine (benchmarks/README.md).
+# Re-measure what those tables quote (demo, lambda sweep, model card, continual sequence, method
+# comparison; over an hour on 2 cores) and re-render them. The benchmarks are timings: re-run
+# them by hand on an idle machine (benchmarks/README.md).
 results: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/ldifs demo --out runs/demo
 	OMP_NUM_THREADS=1 $(BIN)/ldifs demo --sweep --out runs/sweep
@@ -53,6 +59,10 @@ results: $(STAMP)
 	cp runs/sweep/summary.json docs/results/lambda_sweep.json
 	OMP_NUM_THREADS=1 $(BIN)/python -m ldifs_lightning.pretrained.build --card
 	$(MAKE) continual
+	$(MAKE) compare
+	mkdir -p docs/results/compare
+	cp runs/compare/results.json docs/results/compare.json
+	cp runs/compare/frontier*.png docs/results/compare/
 	mkdir -p docs/results/continual
 	cp runs/continual-comparison/comparison.json docs/results/continual.json
 	cp runs/continual-comparison/foreign.png docs/results/continual/foreign.png

@@ -169,6 +169,27 @@ class Regularizer(nn.Module):
         return [m.encoder for m in self.modules() if isinstance(m, FrozenCopy)]
 
 
+class ReferenceRegularizer(Regularizer):
+    """A term towards a reference encoder it holds as a :class:`FrozenCopy` in ``reference``
+    (LDIFS, L2SP): built by :meth:`bind` from the pre-trained encoder, replaced by a continual
+    stage's reference (:meth:`start_task`) or by ``module.use_as_reference``."""
+
+    reference: FrozenCopy | None  # set in __init__ (None), then by bind; a submodule
+
+    @property
+    def reference_copy(self) -> FrozenCopy | None:
+        return self.reference
+
+    def start_task(self, context: TaskContext) -> None:
+        """Continual runs: hold the stage's reference encoder (unchanged for ``original``)."""
+        if self.reference is None:
+            raise RuntimeError(
+                f"{type(self).__name__} is not bound to an encoder: call bind() first"
+            )
+        if context.reference is not None:
+            self.reference.replace(context.reference)
+
+
 def regularizer_spec(regularizer: Regularizer) -> dict[str, Any]:
     """``{"class_path", "init_args"}`` of a regulariser, as a YAML config would name it.
 

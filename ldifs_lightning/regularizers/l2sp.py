@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ldifs_lightning.models.sharding import full_value, is_sharded, reshard
-from ldifs_lightning.regularizers.base import Regularizer, TaskContext, TrainingStep
+from ldifs_lightning.regularizers.base import ReferenceRegularizer, TrainingStep
 from ldifs_lightning.regularizers.frozen_copy import CheckpointReference, EncoderSource, FrozenCopy
 
 
@@ -60,7 +60,7 @@ def l2sp_penalty(
     return total
 
 
-class L2SP(Regularizer):
+class L2SP(ReferenceRegularizer):
     """L2-SP: ``sum over encoder parameters of ||theta - theta_0||^2`` (Li et al., 2018).
 
     When bound, it keeps the pre-trained parameters ``theta_0`` in a float32 :class:`FrozenCopy`
@@ -98,19 +98,6 @@ class L2SP(Regularizer):
 
     def bind(self, encoder: nn.Module, source: EncoderSource) -> None:
         self.reference = FrozenCopy(encoder, source, self.checkpoint_reference)
-
-    @property
-    def reference_copy(self) -> FrozenCopy | None:
-        return self.reference
-
-    def start_task(self, context: TaskContext) -> None:
-        """Continual runs: hold the stage's reference encoder (unchanged for ``original``)."""
-        if self.reference is None:
-            raise RuntimeError(
-                f"{type(self).__name__} is not bound to an encoder: call bind() first"
-            )
-        if context.reference is not None:
-            self.reference.replace(context.reference)
 
     def before_forward(self, step: TrainingStep) -> None:
         """The penalty, read before the forward, while sharded parameters are all sharded."""

@@ -17,7 +17,7 @@ from torch.autograd.function import once_differentiable
 
 from ldifs_lightning.models.sharding import is_sharded, reshard
 from ldifs_lightning.models.taps import FeatureTaps
-from ldifs_lightning.regularizers.base import Regularizer, TaskContext, TrainingStep
+from ldifs_lightning.regularizers.base import ReferenceRegularizer, TrainingStep
 from ldifs_lightning.regularizers.frozen_copy import (
     CheckpointReference,
     EncoderSource,
@@ -213,7 +213,7 @@ def same_matmul_kernels(module: nn.Module) -> Iterator[None]:
         torch.set_autocast_cache_enabled(cache_enabled)
 
 
-class LDIFS(Regularizer):
+class LDIFS(ReferenceRegularizer):
     """LDIFS: the distance between the trainable encoder's taps and a frozen pre-trained copy's.
 
     When bound, it copies the trainable encoder (the pre-trained weights) into a
@@ -289,19 +289,6 @@ class LDIFS(Regularizer):
         if self.reference is not None:
             target = autocast_dtype(precision) if self.reference_dtype == "auto" else None
             self.reference.set_autocast_dtype(target)
-
-    @property
-    def reference_copy(self) -> FrozenCopy | None:
-        return self.reference
-
-    def start_task(self, context: TaskContext) -> None:
-        """Continual runs: hold the stage's reference encoder (unchanged for ``original``)."""
-        if self.reference is None:
-            raise RuntimeError(
-                f"{type(self).__name__} is not bound to an encoder: call bind() first"
-            )
-        if context.reference is not None:
-            self.reference.replace(context.reference)
 
     def before_forward(self, step: TrainingStep) -> None:
         """Run the frozen copy on the images and keep its taps (its activations are freed)."""
