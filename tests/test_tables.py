@@ -455,10 +455,13 @@ def test_compare_texts_exact():
         "| LDIFS | lambda = 300 | 78.5 ± 1.0 | -1.2 ± 0.5 | -3.0 ± 0.5 | -2.0 | -4.0 |",
     ]
     assert compare_text.findings(results).splitlines() == [
-        "- At each method's validation-selected setting, mean delta LP: LDIFS -1.2, FT -9.0 (ZS "
-        "and LP leave the encoder unchanged: 0). Highest task accuracy: FT.",
-        "- At each method's validation-selected setting, mean delta ZS: LDIFS -3.0, FT -20.0 (ZS "
-        "and LP leave the encoder unchanged: 0). Highest task accuracy: FT.",
-        "- At matched task accuracy 79.0, mean delta LP: LDIFS -2.0, FT -7.0.",
-        "- At matched task accuracy 79.0, mean delta ZS: LDIFS -4.0.",
+        "- Task accuracy at each method's validation-selected setting, highest first: FT 80.0, "
+        "LDIFS 78.5, ZS 70.0.",
+        "- At the same settings, mean delta LP, least forgetting first: LDIFS -1.2, FT -9.0 (ZS "
+        "and LP leave the encoder unchanged: 0).",
+        "- At the same settings, mean delta ZS, least forgetting first: LDIFS -3.0, FT -20.0 (ZS "
+        "and LP leave the encoder unchanged: 0).",
+        "- At matched task accuracy 79.0, mean delta LP, least forgetting first: LDIFS -2.0, "
+        "FT -7.0.",
+        "- At matched task accuracy 79.0, mean delta ZS, least forgetting first: LDIFS -4.0.",
     ]

@@ -40,14 +40,18 @@ def findings(results: dict[str, Any]) -> str:
     summary = results["summary"]
     selected = summary["selected"]
     trained = {m: s for m, s in selected.items() if m not in ("zs", "lp")}
-    lines = []
+    by_accuracy = sorted(selected, key=lambda m: -selected[m]["task_acc"][0])
+    lines = [
+        "- Task accuracy at each method's validation-selected setting, highest first: "
+        + ", ".join(f"{METHODS[m].label} {selected[m]['task_acc'][0]:.1f}" for m in by_accuracy)
+        + "."
+    ]
     for measure, name in [("mean_delta_lp", "delta LP"), ("mean_delta_zs", "delta ZS")]:
         ranked = sorted(trained, key=lambda m: -trained[m][measure][0])
         lines.append(
-            f"- At each method's validation-selected setting, mean {name}: "
+            f"- At the same settings, mean {name}, least forgetting first: "
             + ", ".join(f"{METHODS[m].label} {trained[m][measure][0]:+.1f}" for m in ranked)
-            + " (ZS and LP leave the encoder unchanged: 0). Highest task accuracy: "
-            + f"{METHODS[max(selected, key=lambda m: selected[m]['task_acc'][0])].label}."
+            + " (ZS and LP leave the encoder unchanged: 0)."
         )
     target = summary["matched_accuracy"]
     matched = summary["matched"]
@@ -56,7 +60,7 @@ def findings(results: dict[str, Any]) -> str:
             known = {m: v[measure] for m, v in matched.items() if v[measure] is not None}
             ranked = sorted(known, key=lambda m: -known[m])
             lines.append(
-                f"- At matched task accuracy {target:.1f}, mean {name}: "
+                f"- At matched task accuracy {target:.1f}, mean {name}, least forgetting first: "
                 + ", ".join(f"{METHODS[m].label} {known[m]:+.1f}" for m in ranked)
                 + "."
             )

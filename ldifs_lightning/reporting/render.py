@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ldifs_lightning.reporting import benchmark_text, card_text, continual_text, demo_text
+from ldifs_lightning.reporting import (
+    benchmark_text,
+    caps_text,
+    card_text,
+    compare_text,
+    continual_text,
+    demo_text,
+)
 from ldifs_lightning.reporting.markdown import wrap_markdown
 from ldifs_lightning.reporting.regions import RegionError, region_block, region_text, replace_region
 
@@ -29,16 +36,20 @@ COMMAND = "python -m ldifs_lightning.reporting.render"
 DEMO = "docs/results/demo.json"
 SWEEP = "docs/results/lambda_sweep.json"
 CONTINUAL = "docs/results/continual.json"
+COMPARE = "docs/results/compare.json"
 CARD = "ldifs_lightning/pretrained/card.json"
 PROBE = "benchmarks/results/linear_probe.json"
 CACHE = "benchmarks/results/feature_cache.json"
 STEP = "benchmarks/results/step_cost.json"
 REFERENCE = "benchmarks/results/reference_copy.json"
+CAPS = "benchmarks/results/suite_caps.json"
 #: The commands that write each JSON (``make results`` runs the first three).
 SOURCES: dict[str, str] = {
     DEMO: "make demo && cp runs/demo/summary.json docs/results/demo.json (or make results)",
     SWEEP: "ldifs demo --sweep --out runs/sweep && cp runs/sweep/summary.json "
     "docs/results/lambda_sweep.json (or make results)",
+    COMPARE: "make compare && cp runs/compare/results.json docs/results/compare.json "
+    "(or make results)",
     CONTINUAL: "make continual && cp runs/continual-comparison/comparison.json "
     "docs/results/continual.json (or make results)",
     CARD: "python -m ldifs_lightning.pretrained.build --card",
@@ -46,6 +57,7 @@ SOURCES: dict[str, str] = {
     CACHE: "python benchmarks/feature_cache.py",
     STEP: "python benchmarks/step_cost.py (or make bench)",
     REFERENCE: "python benchmarks/reference_copy.py",
+    CAPS: "python benchmarks/suite_caps.py",
 }
 
 
@@ -73,6 +85,9 @@ REGIONS: tuple[Region, ...] = (
     Region(README, "demo-setting", (DEMO,), demo_text.run_environment),
     Region(README, "demo-table", (DEMO,), demo_text.comparison_table),
     Region(README, "demo-findings", (DEMO, CARD), demo_text.demo_findings),
+    Region(README, "compare-setting", (COMPARE,), compare_text.setting),
+    Region(README, "compare-table", (COMPARE,), compare_text.comparison_table),
+    Region(README, "compare-findings", (COMPARE,), compare_text.findings),
     Region(README, "continual-setting", (CONTINUAL,), continual_text.setting),
     Region(README, "continual-table", (CONTINUAL,), continual_text.comparison_table),
     Region(README, "continual-findings", (CONTINUAL,), continual_text.findings),
@@ -81,6 +96,8 @@ REGIONS: tuple[Region, ...] = (
     Region(README, "perf-reference-copy", (REFERENCE,), benchmark_text.reference_copy_benchmark),
     Region(README, "perf-linear-probe", (PROBE,), benchmark_text.probe_benchmark),
     Region(README, "perf-feature-cache", (CACHE,), benchmark_text.cache_benchmark),
+    Region(README, "perf-suite-caps", (CAPS,), caps_text.caps_table),
+    Region(README, "perf-monitoring-cost", (CAPS,), caps_text.monitoring_cost_table),
     Region(DEMO_DOC, "sweep-setting", (SWEEP,), demo_text.run_environment),
     Region(DEMO_DOC, "sweep-table", (SWEEP, DEMO), demo_text.sweep_table),
     Region(DEMO_DOC, "sweep-findings", (SWEEP, DEMO), demo_text.sweep_findings),
