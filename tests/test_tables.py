@@ -436,7 +436,8 @@ def test_compare_texts_exact():
                     "seconds": 1500.0, "workers": 2, "threads": 1, "cpus": 2, "torch": "2.x"},
         "summary": {
             "selected": {"zs": selected(None, 70.0, 70.0, 0.0, 0.0),
-                         "ft": selected(0.001, 80.0, 80.0, -9.0, -20.0),
+                         "ft": {**selected(0.001, 80.0, 80.0, -9.0, -20.0),
+                                "mean_delta_lp_ece": [2.0, 0.5]},
                          "ldifs": selected(300.0, 78.5, 78.0, -1.25, -3.0)},
             "matched_accuracy": 79.0,
             "matched": {"ft": {"mean_delta_lp": -7.0, "mean_delta_zs": None},
@@ -450,9 +451,9 @@ def test_compare_texts_exact():
         "(torch 2.x)."
     )
     assert compare_text.comparison_table(results).splitlines()[2:] == [
-        "| ZS | - | 70.0 ± 1.0 | +0.0 ± 0.5 | +0.0 ± 0.5 | - | - |",
-        "| FT | lr = 0.001 | 80.0 ± 1.0 | -9.0 ± 0.5 | -20.0 ± 0.5 | -7.0 | - |",
-        "| LDIFS | lambda = 300 | 78.5 ± 1.0 | -1.2 ± 0.5 | -3.0 ± 0.5 | -2.0 | -4.0 |",
+        "| ZS | - | 70.0 ± 1.0 | +0.0 ± 0.5 | +0.0 ± 0.5 | - | - | - | - |",
+        "| FT | lr = 0.001 | 80.0 ± 1.0 | -9.0 ± 0.5 | -20.0 ± 0.5 | +2.0 ± 0.5 | - | -7.0 | - |",
+        "| LDIFS | lambda = 300 | 78.5 ± 1.0 | -1.2 ± 0.5 | -3.0 ± 0.5 | - | - | -2.0 | -4.0 |",
     ]
     assert compare_text.findings(results).splitlines() == [
         "- Task accuracy at each method's validation-selected setting, highest first: FT 80.0, "

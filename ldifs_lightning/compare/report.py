@@ -29,8 +29,9 @@ def _setting(method: str, selected: Mapping[str, Any]) -> str:
 
 
 def table_rows(results: Mapping[str, Any]) -> list[list[str]]:
-    """One row per method: its validation-selected setting, task accuracy and mean deltas (mean
-    ± std over seeds of the mean over tasks), and its deltas at the matched task accuracy."""
+    """One row per method: its validation-selected setting, task accuracy, mean deltas of
+    accuracy and of calibration error (ECE; positive: worse calibrated), each mean ± std over
+    seeds of the mean over tasks, and its deltas at the matched task accuracy."""
     summary = results["summary"]
     rows = []
     for method, selected in summary["selected"].items():
@@ -43,6 +44,10 @@ def table_rows(results: Mapping[str, Any]) -> list[list[str]]:
                 _mean_std(selected["mean_delta_lp"], signed=True),
                 _mean_std(selected["mean_delta_zs"], signed=True),
                 *(
+                    _mean_std(selected[k], signed=True) if k in selected else "-"
+                    for k in ("mean_delta_lp_ece", "mean_delta_zs_ece")
+                ),
+                *(
                     "-" if matched.get(k) is None else f"{matched[k]:+.1f}"
                     for k in ("mean_delta_lp", "mean_delta_zs")
                 ),
@@ -51,8 +56,8 @@ def table_rows(results: Mapping[str, Any]) -> list[list[str]]:
     return rows
 
 
-HEADER = ["method", "selected setting", "task acc", "dLP", "dZS", "dLP at matched acc",
-          "dZS at matched acc"]  # fmt: skip
+HEADER = ["method", "selected setting", "task acc", "dLP", "dZS", "dECE LP", "dECE ZS",
+          "dLP at matched acc", "dZS at matched acc"]  # fmt: skip
 
 
 def markdown_table(results: Mapping[str, Any]) -> str:

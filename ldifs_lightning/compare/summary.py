@@ -13,7 +13,14 @@ from typing import Any
 
 Row = Mapping[str, Any]
 #: What is averaged and reported (points).
-MEASURES = ("task_acc", "val_acc", "mean_delta_lp", "mean_delta_zs")
+MEASURES = (
+    "task_acc",
+    "val_acc",
+    "mean_delta_lp",
+    "mean_delta_zs",
+    "mean_delta_lp_ece",
+    "mean_delta_zs_ece",
+)
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -67,6 +74,7 @@ def point(rows: Sequence[Row], method: str, value: float | None, task: str | Non
             [statistics.fmean(float(r[measure]) for r in group) for group in by_seed.values()]
         )
         for measure in MEASURES
+        if all(measure in r for r in chosen)
     }
 
 
