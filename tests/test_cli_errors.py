@@ -194,7 +194,7 @@ def test_help_lists_every_subcommand_and_each_has_its_own_help(tmp_path):
         (["demo", "--nope", "1"], "unrecognized arguments: --nope 1"),
         (["demo", "--fit_args=[--trainer.nope=1]"], "unrecognized arguments: --trainer.nope=1"),
         (["fit", "--config", "no/such"], "config 'no/such' is neither a file in"),
-        (["fit", "--config", "demo/nope"], "shipped: base/vit_b32, data/cars,"),
+        (["fit", "--config", "demo/nope"], "shipped: base/vit_b32, compare/base,"),
         (["export", "--config", "no/such"], "config 'no/such' is neither a file in"),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else None,
