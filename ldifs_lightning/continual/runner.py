@@ -143,6 +143,8 @@ class _Run:
         self.model_name = str(model_args["model_name"])
         self.pretrained = model_args.get("pretrained")
         self.folders = [stage_folder(out, i, task) for i, task in enumerate(spec.tasks)]
+        #: Where the last stage ran (its Trainer's root device); the final measurements use it.
+        self.device: torch.device | None = None
         self._zero_shot_heads: list[nn.Linear] | None = None
         self._pretrained_encoder: nn.Module | None = None
         self._forgetting: Any = None
@@ -279,7 +281,7 @@ class _Run:
         start = time.perf_counter()
         cli = build_cli(stage_arguments(self.spec, stage, folder), run=False)
         module, trainer = cli.model, cli.trainer
-        device = trainer.strategy.root_device
+        device = self.device = trainer.strategy.root_device
         reference_record: dict[str, Any] = {"choice": self.spec.reference, "encoder": PRETRAINED}
         if stage > 0:
             previous = self.encoder_of(stage - 1, module.image_encoder)
@@ -373,9 +375,11 @@ def run_continual(
 
     matrix = [r["row"] for r in results]
     foreign = [r["foreign"] for r in results] if spec.suite else None
-    device = torch.device("cpu")
+    default = "cuda" if torch.cuda.is_available() else "cpu"
+    device = run.device or torch.device(default)  # all stages done before: no Trainer ran
+    encoder = run.pretrained_encoder.to(device)
     pretrained_row = [
-        classification_accuracy(run.pretrained_encoder, head, data.test_dataloader(), device)
+        classification_accuracy(encoder, head.to(device), data.test_dataloader(), device)
         for head, data in zip(run.zero_shot_heads, run.datamodules, strict=True)
     ]
     summary = {
