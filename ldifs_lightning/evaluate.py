@@ -50,7 +50,7 @@ from ldifs_lightning.evaluation.forgetting import (
     forgetting_deltas,
     pretrained_reference,
 )
-from ldifs_lightning.evaluation.suite import ForeignDataset, registry_suite
+from ldifs_lightning.evaluation.suite import ForeignDataset, check_sample_caps, registry_suite
 from ldifs_lightning.export import CONFIG_FILE, HEAD_FILE, MODEL_FILE, load_checkpoint_module
 from ldifs_lightning.models import create_clip, image_encoder_of, image_size_of, resolve_pretrained
 from ldifs_lightning.models.text_tower import TextTower
@@ -258,12 +258,7 @@ def _check_options(
     if not suite:
         raise ValueError("the suite is empty: name at least one dataset (e.g. --suite [digits])")
     check_metrics(metrics)
-    for name, cap in [
-        ("max_train_samples", max_train_samples),
-        ("max_test_samples", max_test_samples),
-    ]:
-        if cap is not None and cap < 1:
-            raise ValueError(f"{name}={cap} must be a positive number of samples or null")
+    check_sample_caps(max_train_samples, max_test_samples)
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be at least 1")
     if num_workers < 0:

@@ -23,7 +23,7 @@ from ldifs_lightning.evaluation.forgetting import (
     measure_forgetting,
     pretrained_reference,
 )
-from ldifs_lightning.evaluation.suite import ForeignDataset, registry_suite
+from ldifs_lightning.evaluation.suite import ForeignDataset, check_sample_caps, registry_suite
 from ldifs_lightning.models import image_size_of
 from ldifs_lightning.models.text_tower import TextTower
 from ldifs_lightning.reporting.console import format_forgetting_table
@@ -139,12 +139,7 @@ class ConceptForgettingCallback(Callback):
         if not suite:
             raise ValueError("the forgetting suite is empty: name at least one dataset")
         check_metrics(metrics)
-        for name, cap in [
-            ("max_train_samples", max_train_samples),
-            ("max_test_samples", max_test_samples),
-        ]:
-            if cap is not None and cap < 1:
-                raise ValueError(f"{name}={cap} must be a positive number of samples or null")
+        check_sample_caps(max_train_samples, max_test_samples)
         if every_n_epochs < 1:
             raise ValueError(f"every_n_epochs={every_n_epochs} must be at least 1")
         for member in suite:

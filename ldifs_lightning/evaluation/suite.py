@@ -44,6 +44,20 @@ class ForeignDataset:
     identity: dict[str, dict[str, object]] = field(default_factory=dict)
 
 
+def check_sample_caps(max_train_samples: int | None, max_test_samples: int | None) -> None:
+    """One-line error unless each cap is a positive number of samples or None (whole split).
+
+    Example:
+        >>> check_sample_caps(2000, None)
+    """
+    for name, cap in [
+        ("max_train_samples", max_train_samples),
+        ("max_test_samples", max_test_samples),
+    ]:
+        if cap is not None and cap < 1:
+            raise ValueError(f"{name}={cap} must be a positive number of samples or null")
+
+
 def capped_indices(size: int, cap: int | None, seed: int) -> list[int]:
     """All indices, or a seeded random subset of ``cap`` of them (sorted), so that a cap does not
     keep only the first classes of a class-sorted dataset."""
