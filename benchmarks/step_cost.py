@@ -299,6 +299,35 @@ def synthetic_batch(
     return images.to(device), labels.to(device)
 
 
+def tap_gradient_bytes(
+    module: torch.nn.Module, images: torch.Tensor, precision: Precision
+) -> int | None:
+    """Bytes of one gradient per LDIFS tap at this batch (None without an LDIFS regulariser).
+
+    LDIFS computes each tap's gradient with its value and keeps it until the backward, in
+    float32 (float64 for float64 taps): the one cost beyond the frozen copy that exact LDIFS
+    cannot avoid without recomputing the reference taps.
+    """
+    from ldifs_lightning.models import FeatureTaps
+    from ldifs_lightning.regularizers import LDIFS
+
+    terms = [t for t in getattr(module, "regularizers", []) if isinstance(t, LDIFS)]
+    if not terms:
+        return None
+    total = 0
+    encoder = module.image_encoder
+    for term in terms:
+        with (
+            torch.no_grad(),
+            autocast_context(images.device, precision),
+            FeatureTaps(encoder, term.tap_names) as taps,
+        ):
+            encoder(images)
+        for tap in taps.features():
+            total += tap.numel() * torch.promote_types(tap.dtype, torch.float32).itemsize
+    return total
+
+
 def time_steps(step: Callable[[], None], device: torch.device, steps: int | None) -> list[float]:
     """Seconds of ``steps`` calls of ``step``; by default enough for about half a second (1-10)."""
     times = [timed(step, device)]
@@ -344,6 +373,7 @@ def measure_method(
         if index == 0 or not measure_memory:
             timed(step, device)
         peak = peak_bytes(step, module, optimizer, batch) if measure_memory else None
+        gradient_bytes = tap_gradient_bytes(module, batch[0], precision)
         times = time_steps(step, device, steps)
         results[batch_size] = {
             "step_s": statistics.median(times),
@@ -351,6 +381,7 @@ def measure_method(
             "peak_bytes": peak,
             "frozen_copy_dtype": copy_dtype,
             "frozen_copy_bytes": copy_bytes,
+            "tap_gradient_bytes": gradient_bytes,
         }
         del batch, step
     del module, optimizer
@@ -402,6 +433,7 @@ def step_cost(
                 "memory_ratio": peak / per_round[0]["FT"][batch_size]["peak_bytes"],
                 "frozen_copy_dtype": per_round[0][method][batch_size]["frozen_copy_dtype"],
                 "frozen_copy_bytes": per_round[0][method][batch_size]["frozen_copy_bytes"],
+                "tap_gradient_bytes": per_round[0][method][batch_size]["tap_gradient_bytes"],
             }
         entries.append({"model": model_name, "batch_size": batch_size, "methods": rows})
     return entries

@@ -50,21 +50,43 @@ def _l2_norm(x: torch.Tensor, dim: int, contiguous_dim: bool) -> torch.Tensor:
 
 
 def _difference(
-    feature: torch.Tensor, reference: torch.Tensor, norm: torch.Tensor, ref_norm: torch.Tensor
+    feature: torch.Tensor,
+    reference: torch.Tensor,
+    norm: torch.Tensor,
+    ref_norm: torch.Tensor,
+    in_place: bool,
 ) -> torch.Tensor:
-    """``feature / norm - reference / ref_norm`` in two passes (norms already clamped)."""
+    """``feature / norm - reference / ref_norm`` in two passes (norms already clamped).
+
+    ``in_place`` writes it into ``reference``'s memory. Both orders give the same bits: each
+    quotient is rounded once, and ``a - b`` is ``-b + a`` exactly.
+    """
+    if in_place:
+        return reference.div_(ref_norm).neg_().addcdiv_(feature, norm)
     return torch.div(feature, norm).addcdiv_(reference, ref_norm, value=-1)
 
 
-class _TapDistance(torch.autograd.Function):
-    """Per-sample ``mean over p, c of (nrm(f) - nrm(r))^2`` of one tap, with a written-out backward.
+def _keeps_graph() -> bool:
+    """Whether the running backward keeps the graph (``retain_graph=True``): then the saved
+    gradient may be needed again and must not be scaled in place. Private torch API; where it is
+    missing, assume it does (out of place is always correct)."""
+    query = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", None)
+    return True if query is None else bool(query())
 
-    Autograd through ``F.normalize``, the difference and the square would run about ten
-    element-wise passes over the tap in its backward and keep the normalised difference alive
-    from the forward to the backward. This Function keeps only the two inputs, which exist anyway
-    (the encoder saves its tap outputs for its own backward; the reference taps are only read),
-    and their norms, and recomputes the difference in six passes. ``dim`` is the normalised
-    axis, or ``None`` for no normalisation; the arithmetic runs in ``dtype``.
+
+class _TapDistance(torch.autograd.Function):
+    """Per-sample ``mean over p, c of (nrm(f) - nrm(r))^2`` of one tap, with a written-out gradient.
+
+    The gradient of each sample's distance with respect to the tap, ``G``, does not depend on
+    the backward's input (a per-sample scale), so it is computed in the forward, from the
+    difference the value needs anyway, and kept alone until the backward: not the reference tap,
+    nor the feature tap (the encoder usually keeps it, but not always), nor their
+    norms. The backward only multiplies ``G`` by each sample's scale. Autograd through
+    ``F.normalize``, the difference and the square would instead run about ten element-wise
+    passes in the backward and keep the normalised difference alive from the forward on. ``dim``
+    is the normalised axis, or ``None`` for no normalisation; the arithmetic runs in ``dtype``, in
+    which ``G`` is kept (float32 for bf16 taps: the size of the tap and the reference together,
+    which is what the backward kept before).
     """
 
     @staticmethod
@@ -75,44 +97,53 @@ class _TapDistance(torch.autograd.Function):
         dim: int | None,
         eps: float,
         dtype: torch.dtype,
+        overwrite_reference: bool,
     ) -> torch.Tensor:
         f, r = feature.to(dtype), reference.to(dtype)
+        # The difference goes into the reference's memory when the caller gives it up, or when
+        # the cast made a copy; inference-mode tensors cannot be written outside inference mode.
+        in_place = (overwrite_reference or r is not reference) and not r.is_inference()
         if dim is None:
-            diff = f - r
-            ctx.save_for_backward(feature, reference)
+            diff = r.neg_().add_(f) if in_place else f - r
         else:
             # F.normalize's arithmetic: x / max(||x||, eps).
             contiguous_dim = f.stride(dim) == 1
             norm = _l2_norm(f, dim, contiguous_dim)
             ref_norm = _l2_norm(r, dim, contiguous_dim).clamp_min_(eps)
-            diff = _difference(f, r, norm.clamp_min(eps), ref_norm)
-            ctx.save_for_backward(feature, reference, norm, ref_norm)
-        ctx.dim, ctx.eps, ctx.dtype = dim, eps, dtype
-        return diff.square_().mean(dim=(1, 2))
+            clamped = norm.clamp_min(eps)
+            diff = _difference(f, r, clamped, ref_norm, in_place)
+        count = f.shape[1] * f.shape[2]
+        # The per-sample sum of squares without a tap-sized square: a norm over the sample.
+        value = torch.linalg.vector_norm(diff, dim=(1, 2)).square_().div_(count)
+        if not ctx.needs_input_grad[0]:
+            return value
+        # d/df of mean(diff^2) is 2 diff / (P C) times the Jacobian of the normalisation.
+        scale = 2.0 / count
+        if dim is None:
+            gradient = diff.mul_(scale)
+        else:
+            # Jacobian of f / max(|f|, eps) applied to diff: (diff - f (f . diff) / |f|^2) / |f|
+            # where |f| >= eps (there clamp_min passes its gradient), diff / eps below it.
+            projection = (f * diff).sum(dim=dim, keepdim=True)
+            along = projection.div_(clamped.square()).div_(clamped).mul_(scale)
+            along = torch.where(norm >= eps, along, 0.0)
+            gradient = diff.mul_(scale / clamped).addcmul_(f, along, value=-1)
+        ctx.save_for_backward(gradient)
+        ctx.feature_dtype = feature.dtype
+        return value
 
     @staticmethod
     @once_differentiable  # the written-out backward is not itself differentiable
     def backward(
         ctx: Any, grad_out: torch.Tensor
-    ) -> tuple[torch.Tensor | None, None, None, None, None]:
+    ) -> tuple[torch.Tensor | None, None, None, None, None, None]:
         if not ctx.needs_input_grad[0]:
-            return None, None, None, None, None
-        feature, reference, *norms = ctx.saved_tensors
-        f, r = feature.to(ctx.dtype), reference.to(ctx.dtype)
-        # d/df of mean(diff^2) is 2 diff / (P C) times the Jacobian of the normalisation.
-        scale = (grad_out * (2.0 / (f.shape[1] * f.shape[2]))).view(-1, 1, 1)
-        if ctx.dim is None:
-            return ((f - r) * scale).to(feature.dtype), None, None, None, None
-        norm, ref_norm = norms
-        clamped = norm.clamp_min(ctx.eps)
-        diff = _difference(f, r, clamped, ref_norm)
-        # Jacobian of f / max(|f|, eps) applied to diff: (diff - f (f . diff) / |f|^2) / |f|
-        # where |f| >= eps (there clamp_min passes its gradient), diff / eps below it.
-        projection = (f * diff).sum(dim=ctx.dim, keepdim=True)
-        along = projection.div_(clamped.square()).div_(clamped)
-        along = torch.where(norm >= ctx.eps, along, 0.0)
-        grad = diff.mul_(scale / clamped).addcmul_(f, along * scale, value=-1)
-        return grad.to(feature.dtype), None, None, None, None
+            return None, None, None, None, None, None
+        (gradient,) = ctx.saved_tensors
+        scale = grad_out.view(-1, 1, 1).to(gradient.dtype)
+        # In place unless the graph is kept for another backward: no second tap-sized buffer.
+        grad = gradient * scale if _keeps_graph() else gradient.mul_(scale)
+        return grad.to(ctx.feature_dtype), None, None, None, None, None
 
 
 def ldifs_distance(
@@ -120,6 +151,8 @@ def ldifs_distance(
     reference: Sequence[torch.Tensor],
     normalize: Normalize = "token",
     eps: float = 1e-12,
+    *,
+    free_reference: bool = False,
 ) -> torch.Tensor:
     """LDIFS distance between two lists of taps, each ``[N, P, C]``.
 
@@ -140,9 +173,15 @@ def ldifs_distance(
       ViT-B/32) and needs a correspondingly larger weight.
     * ``"none"``: raw features; the scale is that of the activations.
 
+    ``free_reference=True`` gives the reference taps up to the function: ``reference`` must then be
+    a list, whose entries it sets to ``None``, and each tap's memory is reused for its difference
+    and gradient, so no tap-sized tensor is allocated beyond one gradient per tap (:class:`LDIFS`
+    passes its own list this way).
+
     Zero vectors stay zero (division by ``max(norm, eps)``). Values and gradients are those of
-    ``F.normalize`` followed by the squared difference's mean (up to float rounding); the backward
-    is written out and keeps no tensor beyond the taps themselves and their norms.
+    ``F.normalize`` followed by the squared difference's mean (up to float rounding); the gradient
+    is written out and computed with the value, and only it is kept for the backward (one tensor
+    the size of each tap).
 
     Example:
         >>> f = [torch.randn(2, 5, 8, requires_grad=True)]
@@ -159,17 +198,18 @@ def ldifs_distance(
         raise ValueError("no taps given: ldifs_distance needs at least one [N, P, C] tensor pair")
     dim = {"token": 1, "channel": 2, "none": None}[normalize]
     per_tap = []
-    for index, (feature, ref) in enumerate(zip(features, reference, strict=True)):
+    for index, feature in enumerate(features):
+        ref = reference[index]
         if feature.dim() != 3 or feature.shape != ref.shape:
             raise ValueError(
                 f"tap {index}: features {tuple(feature.shape)} and reference {tuple(ref.shape)} "
                 "must have the same [N, P, C] shape"
             )
-        ref = ref.detach()
-        if ref.is_inference():
-            ref = ref.clone()  # inference-mode tensors cannot be saved for the backward
+        if free_reference:
+            reference[index] = None  # type: ignore[index]  # freed once its gradient exists
         dtype = torch.promote_types(torch.promote_types(feature.dtype, ref.dtype), torch.float32)
-        per_tap.append(_TapDistance.apply(feature, ref, dim, eps, dtype))
+        per_tap.append(_TapDistance.apply(feature, ref.detach(), dim, eps, dtype, free_reference))
+        del ref
     return torch.stack(per_tap).mean(dim=0).mean()
 
 
@@ -315,4 +355,4 @@ class LDIFS(ReferenceRegularizer):
         if reference is None:
             raise RuntimeError("LDIFS.forward without before_forward on the same step")
         features = [step.features[name] for name in self._tap_names]
-        return ldifs_distance(features, reference, self.normalize)
+        return ldifs_distance(features, reference, self.normalize, free_reference=True)

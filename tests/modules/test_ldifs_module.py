@@ -177,9 +177,9 @@ def test_bf16_mixed_runs_the_frozen_copy_under_the_same_autocast(tmp_path, monke
     seen = []
     real = ldifs_regularizer.ldifs_distance
 
-    def spy(features, reference, normalize):
+    def spy(features, reference, normalize, **options):
         seen.append(({f.dtype for f in features}, {r.dtype for r in reference}))
-        return real(features, reference, normalize)
+        return real(features, reference, normalize, **options)
 
     monkeypatch.setattr(ldifs_regularizer, "ldifs_distance", spy)
     module = _module()

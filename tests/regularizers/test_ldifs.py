@@ -264,22 +264,59 @@ def test_bfloat16_gradients_come_back_in_bfloat16():
     torch.testing.assert_close(features[0].grad.float(), full[0].grad, rtol=1e-2, atol=1e-3)
 
 
-def test_backward_keeps_only_the_taps_and_their_norms():
-    # Autograd through F.normalize saves the normalised difference (a new tap-sized tensor);
-    # the written-out backward saves only the input taps (already alive) and [N, 1, C] norms.
-    features = [torch.randn(4, 17, 64, requires_grad=True)]
-    reference = [torch.randn(4, 17, 64)]
-    inputs = {features[0].data_ptr(), reference[0].data_ptr()}
-    new_elements = []
+def _saved_by_the_distance(features, reference, **options):
+    """Every tensor the distance saves for the backward, as (data_ptr, numel)."""
+    saved = []
 
     def pack(tensor):
-        if tensor.data_ptr() not in inputs:
-            new_elements.append(tensor.numel())
+        saved.append((tensor.data_ptr(), tensor.numel()))
         return tensor
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        ldifs_distance(features, reference, "token")
-    assert sum(new_elements) <= 2 * 4 * 64 + 4  # two norms (+ a [N] per-sample stack)
+        value = ldifs_distance(features, reference, "token", **options)
+    return value, saved
+
+
+def test_the_backward_keeps_one_gradient_per_tap_and_nothing_else():
+    # Autograd through F.normalize would save the normalised difference and the inputs; the
+    # written-out gradient is computed in the forward, and only it is kept, one per tap.
+    features = [torch.randn(4, 17, 64, requires_grad=True), torch.randn(4, 16, 64)]
+    features[1].requires_grad_(True)
+    reference = [torch.randn(4, 17, 64), torch.randn(4, 16, 64)]
+    inputs = {t.data_ptr() for t in features + reference}
+    _, saved = _saved_by_the_distance(features, reference)
+    assert sorted(numel for _, numel in saved) == [4 * 16 * 64, 4 * 17 * 64]
+    assert not {pointer for pointer, _ in saved} & inputs  # the caller's tensors stay intact
+
+
+def test_freeing_the_reference_reuses_its_memory_for_the_gradient():
+    torch.manual_seed(4)
+    features = [torch.randn(3, 5, 8, requires_grad=True), torch.randn(3, 4, 8)]
+    features[1].requires_grad_(True)
+    reference = [torch.randn(3, 5, 8), torch.randn(3, 4, 8)]
+    kept = [r.clone() for r in reference]
+    pointers = [r.data_ptr() for r in reference]
+    given = list(reference)
+    value, saved = _saved_by_the_distance(features, given, free_reference=True)
+    assert given == [None, None]  # the list's entries are dropped
+    assert [pointer for pointer, _ in saved] == pointers  # the gradients live in their memory
+    value.backward()
+    # Same value and gradients as with the reference kept.
+    twins = [f.detach().clone().requires_grad_(True) for f in features]
+    expected = ldifs_distance(twins, kept, "token")
+    expected.backward()
+    assert value.item() == expected.item()
+    for ours, theirs in zip(features, twins, strict=True):
+        assert torch.equal(ours.grad, theirs.grad)
+
+
+def test_a_retained_graph_gives_the_same_gradient_twice():
+    # The backward scales the saved gradient in place, except when the graph is kept.
+    features = [torch.randn(2, 3, 4, requires_grad=True)]
+    value = ldifs_distance(features, [torch.randn(2, 3, 4)])
+    (first,) = torch.autograd.grad(value, features, retain_graph=True)
+    (second,) = torch.autograd.grad(value, features)
+    assert torch.equal(first, second)
 
 
 def test_inference_mode_reference_taps_are_accepted():
