@@ -21,6 +21,7 @@ from lightning.pytorch import Callback, Trainer, seed_everything
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from ldifs_lightning import FLYPModule, LDIFSModule
+from ldifs_lightning.callbacks import ConceptForgettingCallback
 from ldifs_lightning.regularizers import L2SP
 
 CLASSES = ["stripes", "dots", "rings"]
@@ -113,11 +114,69 @@ def _worker(method: str, out: Path, activation_checkpointing: bool) -> None:
     (out / f"rank{trainer.global_rank}.json").write_text(json.dumps(result))
 
 
-def _run_two_processes(tmp_path: Path, method: str, activation_checkpointing: bool) -> list[dict]:
+def _forgetting_callback(out: Path) -> ConceptForgettingCallback:
+    return ConceptForgettingCallback(
+        ["shapes"],
+        cache_dir=str(out / "cache"),
+        batch_size=16,
+        max_train_samples=48,
+        max_test_samples=32,
+    )
+
+
+def _fit_with_callback(out: Path, precision: str, devices: int, strategy) -> dict:
+    """One epoch of LDIFS with a ConceptForgettingCallback: losses, its metrics, copy dtypes."""
+    module = _module("ldifs")
+    callback = _forgetting_callback(out)
+    record = _RecordLosses()
+    trainer = Trainer(
+        accelerator="cpu",
+        devices=devices,
+        strategy=strategy,
+        precision=precision,
+        max_epochs=1,
+        logger=False,
+        default_root_dir=out,  # the callback's forgetting.csv and plot
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[record, callback],
+    )
+    dataset = _dataset()
+    rank = int(os.environ.get("LOCAL_RANK", 0))
+    sampler = DistributedSampler(dataset, num_replicas=devices, rank=rank, shuffle=False)
+    loader = DataLoader(dataset, batch_size=2 * PER_RANK_BATCH // devices, sampler=sampler)
+    trainer.fit(module, loader)
+    metrics = trainer.callback_metrics
+    return {
+        "losses": record.losses,
+        "forgetting": {k: float(v) for k, v in metrics.items() if k.startswith("forgetting/")},
+        "baseline": callback.baseline,
+        "reference_dtypes": sorted({str(p.dtype) for p in module.reference_encoder.parameters()}),
+        "parameter_types": sorted({type(p).__name__ for p in module.parameters()}),
+        "not_sharded": [n for n, p in module.named_parameters() if type(p).__name__ != "DTensor"],
+    }
+
+
+def _callback_worker(out: Path, precision: str) -> None:
+    """2 processes under FSDP2: one epoch of LDIFS with the forgetting callback."""
+    from lightning.pytorch.strategies import ModelParallelStrategy
+
+    strategy = ModelParallelStrategy(data_parallel_size=2, tensor_parallel_size=1)
+    result = _fit_with_callback(out, precision, 2, strategy)
+    rank = int(os.environ.get("LOCAL_RANK", 0))
+    (out / f"rank{rank}.json").write_text(json.dumps(result))
+
+
+def _run_two_processes(
+    tmp_path: Path, method: str, activation_checkpointing: bool = False, precision: str = ""
+) -> list[dict]:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     command = [sys.executable, __file__, method, str(tmp_path)]
     if activation_checkpointing:
         command.append("--activation-checkpointing")
+    if precision:
+        command += ["--precision", precision]
     result = subprocess.run(
         command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600
     )
@@ -153,6 +212,37 @@ def test_two_process_fsdp_matches_one_process(tmp_path, method, activation_check
     torch.testing.assert_close(
         loaded.reference_encoder.state_dict(), single.reference_encoder.state_dict()
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_forgetting_callback_under_fsdp_matches_one_process(tmp_path, precision):
+    # The callback extracts features with the sharded encoder (every rank runs the same number
+    # of batches: each forward all-gathers) and measures the pre-trained baseline with the
+    # sharded frozen copy; under bf16-mixed that copy is stored in bf16 (reference_dtype auto).
+    ranks = _run_two_processes(tmp_path, "callback", precision=precision)
+    # Still sharded after the callback's forwards (the root's own parameters included).
+    assert ranks[0]["not_sharded"] == [] and ranks[0]["parameter_types"] == ["DTensor"]
+    copy_dtype = "torch.bfloat16" if precision == "bf16-mixed" else "torch.float32"
+    assert copy_dtype in ranks[0]["reference_dtypes"]
+
+    torch.set_num_threads(1)
+    single = _fit_with_callback(tmp_path / "single", precision, 1, "auto")
+    mean_over_ranks = [(a + b) / 2 for a, b in zip(*(r["losses"] for r in ranks), strict=True)]
+    tolerance = 1e-4 if precision == "32-true" else 2e-2  # bf16 matmuls on other batch shapes
+    assert mean_over_ranks == pytest.approx(single["losses"], rel=tolerance, abs=tolerance)
+    # Every rank logs the same numbers, and they are the 1-process run's: accuracies on the
+    # same 32 test images (one image is 3.125 points), equal up to float rounding.
+    assert ranks[0]["forgetting"] == ranks[1]["forgetting"]
+    assert ranks[0]["forgetting"].keys() == single["forgetting"].keys()
+    assert any(key.endswith("/lp_acc") for key in single["forgetting"])
+    for key, value in single["forgetting"].items():
+        if key.endswith(("_acc", "delta_lp", "delta_zs")):
+            assert ranks[0]["forgetting"][key] == pytest.approx(value, abs=1e-3), key
+    for metric in ("lp_acc", "zs_acc"):
+        assert ranks[0]["baseline"]["shapes"][metric] == pytest.approx(
+            single["baseline"]["shapes"][metric], abs=1e-3
+        )
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -266,9 +356,13 @@ def test_activation_checkpointing_on_a_resnet_fails_with_one_line():
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("method", choices=sorted(METHODS))
+    parser.add_argument("method", choices=[*sorted(METHODS), "callback"])
     parser.add_argument("out", type=Path)
     parser.add_argument("--activation-checkpointing", action="store_true")
+    parser.add_argument("--precision", default="32-true")
     arguments = parser.parse_args()
     torch.set_num_threads(1)
-    _worker(arguments.method, arguments.out, arguments.activation_checkpointing)
+    if arguments.method == "callback":
+        _callback_worker(arguments.out, arguments.precision)
+    else:
+        _worker(arguments.method, arguments.out, arguments.activation_checkpointing)

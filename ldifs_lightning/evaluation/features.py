@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
 
 from ldifs_lightning.distributed import all_gather_strided, rank_and_world_size
+from ldifs_lightning.models.sharding import is_sharded, reshard
 
 __all__ = ["PrecisionEncoder", "extract_features"]
 
@@ -101,6 +102,10 @@ def _extract_local(
     finally:
         for module, mode in modes:
             module.training = mode
+        if is_sharded(encoder):
+            # An FSDP root keeps its own parameters gathered after a forward, expecting a
+            # backward; without one they would stay gathered (and unsharded in checkpoints).
+            reshard(encoder)
     if not features:
         empty = torch.empty
         return empty((0, 0), device=device), empty(0, dtype=torch.int64, device=device)
