@@ -49,6 +49,7 @@ from ldifs_lightning.evaluation.forgetting import (
     encoder_accuracies,
     forgetting_deltas,
     pretrained_reference,
+    text_tower_classifier,
 )
 from ldifs_lightning.evaluation.suite import ForeignDataset, check_sample_caps, registry_suite
 from ldifs_lightning.export import CONFIG_FILE, HEAD_FILE, MODEL_FILE, load_checkpoint_module
@@ -468,10 +469,7 @@ def evaluate_models(
             text_tower = "pretrained"
             if model.text_tower is not None:  # as the callback does for a module's text tower
                 tower = model.text_tower.to(torch_device)
-                class_embeddings = {
-                    d.name: tower.class_embeddings(d.classnames, d.templates) for d in members
-                }
-                scale = float(tower.logit_scale.detach().exp())
+                class_embeddings, scale = text_tower_classifier(tower, members)
                 text_tower = "current"
         current = accuracies(
             model.image_encoder.to(torch_device).eval(),

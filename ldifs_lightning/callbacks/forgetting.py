@@ -22,6 +22,7 @@ from ldifs_lightning.evaluation.forgetting import (
     forgetting_deltas,
     measure_forgetting,
     pretrained_reference,
+    text_tower_classifier,
 )
 from ldifs_lightning.evaluation.suite import ForeignDataset, check_sample_caps, registry_suite
 from ldifs_lightning.models import image_size_of
@@ -344,8 +345,7 @@ class ConceptForgettingCallback(Callback):
         """Zero-shot class embeddings and logit scale of a module's trained text tower (FLYP)."""
         if text_tower is None or "zero_shot" not in self.metrics:
             return None
-        embeddings = {d.name: text_tower.class_embeddings(d.classnames, d.templates) for d in suite}
-        return embeddings, float(text_tower.logit_scale.detach().exp())
+        return text_tower_classifier(text_tower, suite)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # Here, not at fit end: the module is still on its device and under DDP the process

@@ -36,8 +36,17 @@ def _part(module: LightningModule, name: str, kind: type[T]) -> T:
     return value
 
 
-def _pretrained_parts(module: LightningModule) -> tuple[nn.Module, nn.Module]:
-    """The pre-trained encoder and the head as initialised (zero-shot or probe)."""
+def pretrained_parts(module: LightningModule) -> tuple[nn.Module, nn.Module]:
+    """WiSE-FT's ``theta_0`` of a fine-tuner: the pre-trained encoder and the head as initialised
+    (zero-shot or probe), on the module's device. ``WiSEFTCallback`` and ``ldifs compare`` use it.
+
+    Example:
+        >>> from ldifs_lightning import LDIFSModule
+        >>> module = LDIFSModule(["a", "b"], model_name="ldifs-tiny-vit", pretrained=None)
+        >>> encoder, head = pretrained_parts(module)
+        >>> torch.equal(head.weight, module.initial_head_weight)
+        True
+    """
     pretrained_encoder = getattr(module, "pretrained_encoder", None)
     if callable(pretrained_encoder):  # the package's fine-tuners
         encoder: nn.Module = pretrained_encoder()  # exact float32 even after a bf16-mixed fit
@@ -123,7 +132,7 @@ class WiSEFTCallback(Callback):
         _check_pretrained(pl_module)
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        pretrained_encoder, pretrained_head = _pretrained_parts(pl_module)
+        pretrained_encoder, pretrained_head = pretrained_parts(pl_module)
         forgetting = next(
             (c for c in trainer_callbacks(trainer) if isinstance(c, ConceptForgettingCallback)),
             None,

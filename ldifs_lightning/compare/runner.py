@@ -139,13 +139,13 @@ def _unchanged_encoder(
 
 def _wise_rows(fitted: _Fitted, runs: Sequence[Run]) -> list[dict[str, Any]]:
     """WiSE-FT at each alpha of ``runs``, from the FT run ``fitted``."""
-    from ldifs_lightning.callbacks.wise_ft import _pretrained_parts
+    from ldifs_lightning.callbacks.wise_ft import pretrained_parts
     from ldifs_lightning.evaluation.classification import classification_accuracy
     from ldifs_lightning.models.wise import wise_ft
 
     module, data = fitted.module, fitted.data
     device = module.device
-    pretrained_encoder, pretrained_head = _pretrained_parts(module)
+    pretrained_encoder, pretrained_head = pretrained_parts(module)
     rows = []
     for run in runs:
         start = time.perf_counter()

@@ -36,6 +36,7 @@ from ldifs_lightning.models import (
     logit_scale_of,
     zero_shot_class_embeddings,
 )
+from ldifs_lightning.models.text_tower import TextTower
 
 Metric = Literal["linear_probe", "zero_shot"]
 METRICS: tuple[Metric, ...] = ("linear_probe", "zero_shot")
@@ -267,6 +268,27 @@ def pretrained_reference(
         }
     scale = float(logit_scale_of(clip).detach().exp())
     return PretrainedReference(image_encoder.eval(), embeddings, scale)
+
+
+def text_tower_classifier(
+    text_tower: TextTower, suite: Sequence[ForeignDataset]
+) -> tuple[dict[str, Tensor], float]:
+    """The zero-shot classifier of a trained text tower (FLYP's): per dataset ``[K, D]``
+    unit-norm class embeddings, and the tower's current ``logit_scale.exp()``.
+
+    ``ConceptForgettingCallback`` and ``ldifs evaluate`` use it in place of the pre-trained
+    text tower's classifier when the model trained its own.
+
+    Example:
+        >>> from ldifs_lightning.evaluation.suite import registry_suite
+        >>> tower = TextTower(create_clip("ldifs-tiny-vit"), "ldifs-tiny-vit")
+        >>> suite = registry_suite(["shapes"], "data", 32)
+        >>> embeddings, scale = text_tower_classifier(tower, suite)
+        >>> embeddings["shapes"].shape
+        torch.Size([8, 32])
+    """
+    embeddings = {d.name: text_tower.class_embeddings(d.classnames, d.templates) for d in suite}
+    return embeddings, float(text_tower.logit_scale.detach().exp())
 
 
 def measure_forgetting(
