@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from ldifs_lightning.atomic import atomic_write_text
 from ldifs_lightning.callbacks import ConceptForgettingCallback
 from ldifs_lightning.evaluation import forgetting
 from ldifs_lightning.models import create_clip
@@ -72,7 +73,7 @@ def main() -> None:
     print(f"second run / first run time ratio: {1 / result['speedup']:.3f}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    atomic_write_text(out, json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

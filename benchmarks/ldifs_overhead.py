@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch.autograd.profiler import record_function
 from torch.profiler import ProfilerActivity, profile
 
+from ldifs_lightning.atomic import atomic_write_text
 from ldifs_lightning.models import FeatureTaps
 from ldifs_lightning.modules import FineTuneModule
 from ldifs_lightning.regularizers import LDIFS, ldifs_distance
@@ -399,7 +400,7 @@ def _write(out: Path, results: dict, args: argparse.Namespace) -> None:
         "memory_slack": MEMORY_SLACK,
         "cases": results,
     }
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
+from ldifs_lightning.atomic import atomic_write_text
 from ldifs_lightning.data import list_datasets
 from ldifs_lightning.evaluation import forgetting
 from ldifs_lightning.evaluation.linear_probe import (
@@ -401,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "probe": probe,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")
     return report
 

@@ -25,6 +25,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
+from ldifs_lightning.atomic import atomic_write_text
 from ldifs_lightning.evaluation.linear_probe import (
     DEFAULT_L2_GRID,
     _validation_split,
@@ -230,7 +231,7 @@ def main() -> None:
         "results": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 

@@ -33,6 +33,7 @@ import torch
 from lightning.pytorch import Trainer
 from torch.utils.data import DataLoader, TensorDataset
 
+from ldifs_lightning.atomic import atomic_write_text
 from ldifs_lightning.models import FeatureTaps, create_clip
 from ldifs_lightning.modules import CLIPFineTuner, FineTuneModule, LDIFSModule
 from ldifs_lightning.regularizers import FrozenCopy, ldifs_distance
@@ -208,7 +209,7 @@ def main() -> None:
         )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

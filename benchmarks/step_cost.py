@@ -45,6 +45,8 @@ import torch
 import yaml
 from torch.profiler import ProfilerActivity, profile
 
+from ldifs_lightning.atomic import atomic_write_text
+
 REPO = Path(__file__).resolve().parents[1]
 METHOD_CONFIGS = REPO / "configs" / "methods"
 DEMO_CONFIG = REPO / "configs" / "demo" / "ldifs.yaml"
@@ -738,7 +740,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     }
     print_summary(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out} ({report['seconds']:.0f} s)")
     return report
 

@@ -41,6 +41,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 import yaml
 
+from ldifs_lightning.atomic import atomic_write_text
+
 REPO = Path(__file__).resolve().parents[1]
 FT_CONFIG = REPO / "configs" / "demo" / "ft.yaml"
 DATA_CONFIGS = REPO / "configs" / "data"
@@ -348,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "monitoring_cost": cost,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
     sys.path.insert(0, str(REPO))
     from ldifs_lightning.reporting.caps_text import caps_table, monitoring_cost_table
 

@@ -8,6 +8,7 @@ trainable encoder's.
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
@@ -66,6 +67,10 @@ def _difference(
     return torch.div(feature, norm).addcdiv_(reference, ref_norm, value=-1)
 
 
+def _storage(tensor: torch.Tensor) -> int:
+    return tensor.untyped_storage().data_ptr()
+
+
 def _keeps_graph() -> bool:
     """Whether the running backward keeps the graph (``retain_graph=True``): then the saved
     gradient may be needed again and must not be scaled in place. Private torch API; where it is
@@ -85,8 +90,7 @@ class _TapDistance(torch.autograd.Function):
     ``F.normalize``, the difference and the square would instead run about ten element-wise
     passes in the backward and keep the normalised difference alive from the forward on. ``dim``
     is the normalised axis, or ``None`` for no normalisation; the arithmetic runs in ``dtype``, in
-    which ``G`` is kept (float32 for bf16 taps: the size of the tap and the reference together,
-    which is what the backward kept before).
+    which ``G`` is kept (float32 for bf16 taps).
     """
 
     @staticmethod
@@ -197,6 +201,9 @@ def ldifs_distance(
     if not features:
         raise ValueError("no taps given: ldifs_distance needs at least one [N, P, C] tensor pair")
     dim = {"token": 1, "channel": 2, "none": None}[normalize]
+    # A reference tap is overwritten only if no other tap shares its memory (two names for one
+    # module's output, an Identity module's input and output).
+    storages = Counter(_storage(t) for t in [*features, *reference])
     per_tap = []
     for index, feature in enumerate(features):
         ref = reference[index]
@@ -205,10 +212,11 @@ def ldifs_distance(
                 f"tap {index}: features {tuple(feature.shape)} and reference {tuple(ref.shape)} "
                 "must have the same [N, P, C] shape"
             )
+        overwrite = free_reference and storages[_storage(ref)] == 1
         if free_reference:
             reference[index] = None  # type: ignore[index]  # freed once its gradient exists
         dtype = torch.promote_types(torch.promote_types(feature.dtype, ref.dtype), torch.float32)
-        per_tap.append(_TapDistance.apply(feature, ref.detach(), dim, eps, dtype, free_reference))
+        per_tap.append(_TapDistance.apply(feature, ref.detach(), dim, eps, dtype, overwrite))
         del ref
     return torch.stack(per_tap).mean(dim=0).mean()
 

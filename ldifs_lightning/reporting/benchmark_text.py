@@ -258,3 +258,44 @@ def reference_copy_benchmark(report: Report) -> str:
         f"{report['batch']} random images under CPU bf16 autocast, relative to the float32 copy "
         "under the same autocast:\n\n" + table
     )
+
+
+def ldifs_overhead_benchmark(report: Report) -> str:
+    """Where LDIFS's extra time and memory go, from ``ldifs_overhead.py``'s report."""
+    rows = []
+    mib = 2**20
+    for case in report["cases"].values():
+        seconds, extra = case["median_seconds"], case["extra_seconds"]
+        ratio, floor = case["memory_ratio"], case["memory_floor"]
+        rows.append(
+            [
+                f"`{case['model']}`, batch {case['batch']}",
+                f"{seconds['ft'] * 1e3:,.0f} ms",
+                f"{case['time_ratio']:.2f} (<= {case['time_target']:.2f}): "
+                f"{_met(case['time_ratio'], case['time_target'])}",
+                f"{extra['frozen_forward'] / seconds['ft']:.2f}",
+                f"{extra['distance_forward_backward'] / seconds['ft']:.3f} "
+                f"({extra['distance_forward_backward_autograd'] / seconds['ft']:.3f})",
+                f"{ratio:.3f} (<= {case['memory_target']:.3f}): "
+                f"{_met(ratio, case['memory_target'])}",
+                f"{case['tap_gradient_bytes'] / mib:,.1f}",
+                f"{ratio:.3f} (<= {floor:.3f}): {_met(ratio, floor)}",
+            ]
+        )
+    intro = (
+        f"Recorded with torch {report['torch']} on {report['machine']} ({report['threads']} torch "
+        f"thread of {report['cpus']} CPUs), 32-true, random weights: medians over "
+        f"{report['rounds']} interleaved rounds of FT and LDIFS steps on one batch; times as "
+        "shares of FT's step; peak memory at the allocator (`benchmarks/README.md`)."
+    )
+    header = [
+        "model",
+        "FT step",
+        "LDIFS/FT time (target)",
+        "frozen forward / FT step",
+        "distance fwd+bwd / FT step (autograd)",
+        "LDIFS/FT peak memory (target)",
+        "one gradient per tap (MiB)",
+        "same (floor)",
+    ]
+    return intro + "\n\n" + markdown_table(header, rows)

@@ -42,6 +42,7 @@ PROBE = "benchmarks/results/linear_probe.json"
 CACHE = "benchmarks/results/feature_cache.json"
 STEP = "benchmarks/results/step_cost.json"
 REFERENCE = "benchmarks/results/reference_copy.json"
+OVERHEAD = "benchmarks/results/ldifs_overhead.json"
 CAPS = "benchmarks/results/suite_caps.json"
 #: The commands that write each JSON (``make results`` runs the first three).
 SOURCES: dict[str, str] = {
@@ -57,6 +58,7 @@ SOURCES: dict[str, str] = {
     CACHE: "python benchmarks/feature_cache.py",
     STEP: "python benchmarks/step_cost.py (or make bench)",
     REFERENCE: "python benchmarks/reference_copy.py",
+    OVERHEAD: "python benchmarks/ldifs_overhead.py --threads 1",
     CAPS: "python benchmarks/suite_caps.py",
 }
 
@@ -93,6 +95,7 @@ REGIONS: tuple[Region, ...] = (
     Region(README, "continual-findings", (CONTINUAL,), continual_text.findings),
     Region(README, "continual-matrices", (CONTINUAL,), continual_text.matrices),
     Region(README, "perf-step-cost", (STEP,), benchmark_text.step_cost_benchmark),
+    Region(README, "perf-ldifs-overhead", (OVERHEAD,), benchmark_text.ldifs_overhead_benchmark),
     Region(README, "perf-reference-copy", (REFERENCE,), benchmark_text.reference_copy_benchmark),
     Region(README, "perf-linear-probe", (PROBE,), benchmark_text.probe_benchmark),
     Region(README, "perf-feature-cache", (CACHE,), benchmark_text.cache_benchmark),

@@ -310,6 +310,16 @@ def test_freeing_the_reference_reuses_its_memory_for_the_gradient():
         assert torch.equal(ours.grad, theirs.grad)
 
 
+def test_reference_taps_sharing_memory_are_not_overwritten():
+    # Two tap names for one module's output give the same reference tensor twice.
+    torch.manual_seed(5)
+    shared = torch.randn(2, 3, 4)
+    features = [torch.randn(2, 3, 4, requires_grad=True), torch.randn(2, 3, 4, requires_grad=True)]
+    expected = ldifs_distance(features, [shared.clone(), shared.clone()])
+    got = ldifs_distance(features, [shared, shared], free_reference=True)
+    assert got.item() == expected.item()
+
+
 def test_a_retained_graph_gives_the_same_gradient_twice():
     # The backward scales the saved gradient in place, except when the graph is kept.
     features = [torch.randn(2, 3, 4, requires_grad=True)]
