@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -93,7 +94,7 @@ def resolve_config(value: str | Path) -> str:
 
     Raises:
         FileNotFoundError: ``value`` is neither a file, a shipped config name, nor an inline
-            config; the message lists the shipped names.
+            config; the message suggests close shipped names and where the others are.
 
     Example:
         >>> Path(resolve_config("demo/ldifs")).name
@@ -107,9 +108,16 @@ def resolve_config(value: str | Path) -> str:
         return str(shipped)
     if _is_inline_config(text):
         return text
+    names = shipped_config_names()
+    relative = text.removeprefix("configs/").removesuffix(_SUFFIX)
+    close = difflib.get_close_matches(relative, names, n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    folders = sorted({name.split("/")[0] for name in names if "/" in name})
     raise FileNotFoundError(
-        f"config {text!r} is neither a file in {Path.cwd()} nor a shipped config; shipped: "
-        f"{', '.join(shipped_config_names())}"
+        f"config {text!r} is neither a file in {Path.cwd()} nor a shipped config; {hint}the "
+        f"{len(names)} shipped configs are the YAML files under {shipped_configs_dir()}, named "
+        f"by folder/file: {', '.join(f'{folder}/...' for folder in folders)} (e.g. data/eurosat, "
+        "methods/ldifs)"
     )
 
 

@@ -60,8 +60,10 @@ def test_a_file_in_the_working_directory_wins_over_a_shipped_name(tmp_path, monk
 
 def test_an_unknown_name_lists_what_exists(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(FileNotFoundError, match="nor a shipped config; shipped: base/vit_b32, "):
+    with pytest.raises(FileNotFoundError, match=r"nor a shipped config; the \d+ shipped configs"):
         resolve_config("no/such")
+    with pytest.raises(FileNotFoundError, match=r"did you mean methods/ldifs\b"):
+        resolve_config("methods/ldfis")
 
 
 def test_by_name_and_by_path_give_the_same_run(capsys, tmp_path, monkeypatch):

@@ -15,10 +15,12 @@ accuracy against mean delta LP / ZS, averaged over tasks) and ``frontier-<task>.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +93,20 @@ def _accuracy(trainer: Any, module: Any, data: Any, stage: str) -> float:
     return 100.0 * float(result[0][f"{stage}/acc"])
 
 
+@contextlib.contextmanager
+def _lightning_info_silenced() -> Iterator[None]:
+    """Hide Lightning's INFO lines (accelerator banners, each run's forgetting table) while a run
+    is built and fitted: the comparison prints one progress line per run instead. Warnings and
+    errors still show; every run's forgetting.csv is written as usual."""
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 class _Fitted:
     """A run's fitted module, Trainer, data and forgetting callback."""
 
@@ -102,9 +118,10 @@ class _Fitted:
         from ldifs_lightning.cli_errors import running
 
         start = time.perf_counter()
-        cli = build_cli(_fit_args(run, config, out, epochs, cache_dir), run=False)
+        with _lightning_info_silenced():
+            cli = build_cli(_fit_args(run, config, out, epochs, cache_dir), run=False)
         self.module, self.trainer, self.data = cli.model, cli.trainer, cli.datamodule
-        with running():
+        with running(), _lightning_info_silenced():
             if fit:
                 self.trainer.fit(self.module, datamodule=self.data)
             self.val_acc = _accuracy(self.trainer, self.module, self.data, "val")

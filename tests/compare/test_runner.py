@@ -52,6 +52,9 @@ def test_quick_runs_every_method_end_to_end_through_the_executable(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     _check_quick_results(tmp_path / "out", result.stdout)
+    # One progress line per run, not each run's Lightning banners and forgetting table.
+    output = result.stdout + result.stderr
+    assert "Concept forgetting after epoch" not in output and "GPU available" not in output
 
 
 @pytest.mark.slow
