@@ -481,3 +481,20 @@ def test_plain_dtypes_of_every_byte_order_and_width_load_as_plain_arrays(protoco
         assert type(loaded[key]) is type(value)
         assert loaded[key].dtype == expected[key].dtype
         np.testing.assert_array_equal(loaded[key], value)
+
+
+def test_a_corrupt_imagenet_devkit_is_one_line(tmp_path):
+    # No meta.bin: torchvision would build it from the devkit archive, whose md5 it checks first.
+    from ldifs_lightning.data.sources.imagenet import load_imagenet
+
+    base = tmp_path / "imagenet"
+    (base / "val" / "n01440764").mkdir(parents=True)
+    (base / "ILSVRC2012_devkit_t12.tar.gz").write_bytes(b"not a tar archive")
+    with pytest.raises(CorruptDataFileError) as error:
+        load_imagenet(tmp_path, "test")
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(
+        f"imagenet: torchvision could not build meta.bin from the devkit in {base}: "
+    )
+    assert "ILSVRC2012_devkit_t12.tar.gz (md5 fa75699e90414af021442c21a62c3abf)" in message

@@ -112,7 +112,23 @@ def load_imagenet(root: Path, split: Split, download: bool = False) -> Dataset:
             )
         if folder.is_dir():
             require_class_folders("imagenet", folder, wnids)
-    base = ImageNet(str(base_folder), split=folder_name)
+    try:
+        base = ImageNet(str(base_folder), split=folder_name)
+    except ImportError as error:  # the devkit's .mat files are read with scipy
+        raise CorruptDataFileError(
+            f"imagenet: torchvision needs scipy to build {META_FILE} from {_archive('devkit')} "
+            f"({error}); pip install scipy, or put a {META_FILE} in {base_folder}"
+        ) from error
+    except Exception as error:  # md5 mismatch (RuntimeError), a bad tar or .mat file, ...
+        steps = [f"build {META_FILE} from the devkit"] if not has_meta else []
+        steps += [f"extract {folder_name}/"] if not folder.is_dir() else []
+        step = " or ".join(steps) or f"list {folder}"
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0].rstrip(".")
+        raise CorruptDataFileError(
+            f"imagenet: torchvision could not {step} in {base_folder}: {first_line}; check the "
+            f"archives there against their md5 ({_archive('devkit')}, "
+            f"{_archive(folder_name)})"
+        ) from error
     if len(base.wnids) != len(IMAGENET_CLASSNAMES):
         raise IncompleteDatasetError(
             f"imagenet: {len(base.wnids)} of {len(IMAGENET_CLASSNAMES)} class folders found "
