@@ -223,7 +223,7 @@ def main(args: list[str] | None = None) -> None:
     """
     # "Seed set to 0" on every start is noise next to a one-line error; the seed is in config.yaml.
     logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
-    with errors_as_one_line():
+    with errors_as_one_line(args):
         build_cli(args)
 
 

@@ -20,7 +20,7 @@ import contextlib
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
@@ -134,16 +134,46 @@ def running() -> Iterator[None]:
         raise
 
 
+def list_value_hint(message: str, argv: Sequence[str]) -> str:
+    """A hint for ``--option a b``: an option takes one value, so ``b`` is "unrecognized".
+
+    Returns the text to append to ``message`` (empty when it does not apply).
+
+    Example:
+        >>> list_value_hint("unrecognized arguments: ldifs", ["demo", "--methods", "ft", "ldifs"])
+        "; --methods takes one value, so 'ldifs' was left over (a list is --methods [ft,ldifs])"
+    """
+    match = re.match(r"unrecognized arguments: (\S+)", message, re.IGNORECASE)
+    if not match or match.group(1).startswith("-"):
+        return ""
+    for index in range(len(argv) - 2):
+        option, first, second = argv[index : index + 3]
+        if option.startswith("--") and "=" not in option and second == match.group(1):
+            if first.startswith("-"):
+                return ""
+            extra = [second]
+            for token in argv[index + 3 :]:
+                if token.startswith("-"):
+                    break
+                extra.append(token)
+            written = f"{option} [{','.join([first, *extra])}]"
+            return f"; {option} takes one value, so {second!r} was left over (a list is {written})"
+    return ""
+
+
 @contextlib.contextmanager
-def errors_as_one_line() -> Iterator[None]:
+def errors_as_one_line(argv: Sequence[str] | None = None) -> Iterator[None]:
     """Turn a user error raised inside the block into ``error: <message>`` and exit status 2.
 
-    With ``LDIFS_TRACEBACK=1`` the error propagates unchanged (full traceback).
+    With ``LDIFS_TRACEBACK=1`` the error propagates unchanged (full traceback). ``argv`` (the
+    command line) lets the message say how to write a list for ``--option a b``.
     """
     try:
         yield
     except USER_ERRORS as error:
         if os.environ.get(TRACEBACK_ENV, "") not in ("", "0") or getattr(error, _RUN_ERROR, False):
             raise
-        print(f"error: {one_line_message(error)}", file=sys.stderr)
+        message = one_line_message(error)
+        message += list_value_hint(message, sys.argv[1:] if argv is None else argv)
+        print(f"error: {message}", file=sys.stderr)
         raise SystemExit(USER_ERROR_EXIT) from None

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from ldifs_lightning.cli import TOOL_SUBCOMMANDS, main
-from ldifs_lightning.cli_errors import one_line_message
+from ldifs_lightning.cli_errors import list_value_hint, one_line_message
 from tests.data.array_files import RunsShellCommand, touch_command
 
 REPO = Path(__file__).resolve().parents[1]
@@ -411,11 +411,27 @@ def test_export_bad_options_are_one_line(args, expected, tmp_path, run_main):
         (["fit", "--config", "no/such"], "config 'no/such' is neither a file in"),
         (["demo", "--methods", "nope"], "methods: Expected a"),
         (["export", "--output_dir", "out"], "no model_name and pretrained: give ckpt_path"),
+        (["demo", "--methods", "ft", "ldifs"], "unrecognized arguments: ldifs; --methods takes "
+         "one value, so 'ldifs' was left over (a list is --methods [ft,ldifs])"),
     ],
-    ids=["fit-value", "fit-files", "config-name", "tool-option", "export"],
+    ids=["fit-value", "fit-files", "config-name", "tool-option", "export", "list-spaced"],
 )  # fmt: skip
 def test_each_kind_of_error_through_the_executable(args, expected, tmp_path):
     """One case of each parametrised group above, through the installed ``ldifs`` executable."""
     result = run_ldifs(*args, cwd=tmp_path)
     assert_one_line_error(result, expected)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("message", "argv", "hint"),
+    [
+        ("unrecognized arguments: b c", ["x", "--opt", "a", "b", "c", "--n", "1"],
+         "; --opt takes one value, so 'b' was left over (a list is --opt [a,b,c])"),
+        ("unrecognized arguments: --nope 1", ["--nope", "1"], ""),  # an unknown option: no hint
+        ("unrecognized arguments: b", ["--opt=a", "b"], ""),  # not "--opt a b"
+        ("methods: Expected a list", ["--methods", "a", "b"], ""),  # another error
+    ],
+)  # fmt: skip
+def test_list_value_hint_applies_only_to_a_left_over_word(message, argv, hint):
+    assert list_value_hint(message, argv) == hint
