@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 import torch
+from open_clip.transformer import PatchDropout
 from torch import nn
 from torch.autograd.function import once_differentiable
 
@@ -261,6 +262,23 @@ def same_matmul_kernels(module: nn.Module) -> Iterator[None]:
         torch.set_autocast_cache_enabled(cache_enabled)
 
 
+def _refuse_patch_dropout(encoder: nn.Module) -> None:
+    """Refuse an open_clip ViT that drops patch tokens in training (``patch_dropout`` > 0).
+
+    The trainable encoder would drop a random subset of tokens while the frozen copy, in eval
+    mode, keeps them all: their taps would not pair up (nor could they: the dropped tokens
+    differ per step), and the run would fail at its first step.
+    """
+    for name, module in encoder.named_modules():
+        if isinstance(module, PatchDropout) and module.prob > 0:
+            raise ValueError(
+                f"LDIFS compares the trainable encoder's tokens with the frozen copy's, but the "
+                f"image encoder drops patch tokens in training ({name or 'encoder'}: "
+                f"PatchDropout(prob={module.prob})); set vision_cfg.patch_dropout to 0 in the "
+                "model config"
+            )
+
+
 class LDIFS(ReferenceRegularizer):
     """LDIFS: the distance between the trainable encoder's taps and a frozen pre-trained copy's.
 
@@ -327,6 +345,8 @@ class LDIFS(ReferenceRegularizer):
 
     def bind(self, encoder: nn.Module, source: EncoderSource) -> None:
         self._tap_names = FeatureTaps(encoder, self.taps).names  # validates the names early
+        if any(self._tap_names):  # the root tap "" (LFL) is the pooled embedding: no tokens
+            _refuse_patch_dropout(encoder)
         self.reference = FrozenCopy(encoder, source, self.checkpoint_reference)
 
     @property

@@ -1,4 +1,5 @@
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -346,3 +347,37 @@ def test_second_derivatives_raise_instead_of_being_wrong():
     (grad,) = torch.autograd.grad(value, features, grad_outputs=weight, create_graph=True)
     with pytest.raises(RuntimeError, match="differentiate twice"):
         grad.sum().backward()
+
+
+def test_an_encoder_that_drops_patch_tokens_is_refused_in_one_line(tmp_path):
+    import json
+
+    from ldifs_lightning import LDIFSModule
+    from ldifs_lightning.models import register_model_config
+    from ldifs_lightning.regularizers import LDIFS
+
+    config = json.loads(
+        (
+            Path(__file__).parents[2] / "ldifs_lightning/models/model_configs/ldifs-tiny-vit.json"
+        ).read_text()
+    )
+    config["vision_cfg"]["patch_dropout"] = 0.5
+    path = tmp_path / "tiny-vit-patch-dropout.json"
+    path.write_text(json.dumps(config))
+    register_model_config(path)
+    message = (
+        r"the image encoder drops patch tokens in training \(patch_dropout: "
+        r"PatchDropout\(prob=0.5\)\); set vision_cfg.patch_dropout to 0"
+    )
+    with pytest.raises(ValueError, match=message):
+        LDIFSModule(["a", "b"], model_name="tiny-vit-patch-dropout", pretrained=None)
+    # FT of the same model is fine, and so is LFL (its root tap is the pooled embedding).
+    LDIFSModule(["a", "b"], model_name="tiny-vit-patch-dropout", pretrained=None, ldifs_weight=0)
+    lfl = LDIFS(taps=[""], normalize="none")
+    LDIFSModule(
+        ["a", "b"],
+        model_name="tiny-vit-patch-dropout",
+        pretrained=None,
+        ldifs_weight=0,
+        regularizers=[lfl],
+    )
