@@ -59,7 +59,7 @@ def autograd_distance(
     features: list[torch.Tensor],
     reference: list[torch.Tensor],
     normalize: str,
-    free_reference: bool = False,
+    free_reference: bool = False,  # accepted as LDIFS passes it; nothing is reused here
 ) -> torch.Tensor:
     """The LDIFS distance as plain autograd ops (``F.normalize``, difference, squared mean): the
     formulation ``ldifs_distance`` had before its backward was written out, timed as "before"."""
@@ -247,11 +247,13 @@ def run_case(name: str, args: argparse.Namespace) -> dict:
         for t in sides["ldifs"].module.reference_encoder.state_dict().values()
     )
 
-    # One float32 gradient per tap, kept from the forward to the backward: exact LDIFS's floor.
-    ldifs_module = sides["ldifs"].module
-    with torch.no_grad(), FeatureTaps(ldifs_module.image_encoder, ldifs_module.tap_names) as taps:
-        ldifs_module.image_encoder(images)
-    gradient_bytes = sum(t.numel() * 4 for t in taps.features())
+    # One gradient per tap (in the tap's dtype), kept from the forward to the backward: exact
+    # LDIFS's floor. The shapes are taken in eval mode (no batch statistics updated).
+    encoder = sides["ldifs"].module.image_encoder.eval()
+    with torch.no_grad(), FeatureTaps(encoder, sides["ldifs"].module.tap_names) as taps:
+        encoder(images)
+    encoder.train()
+    gradient_bytes = sum(t.numel() * t.element_size() for t in taps.features())
 
     med = {key: statistics.median(values) for key, values in {**step_s, **part_s}.items()}
     ft_peak = peaks["ft"]["bytes"]

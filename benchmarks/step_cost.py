@@ -306,9 +306,10 @@ def tap_gradient_bytes(
 ) -> int | None:
     """Bytes of one gradient per LDIFS tap at this batch (None without an LDIFS regulariser).
 
-    LDIFS computes each tap's gradient with its value and keeps it until the backward, in
-    float32 (float64 for float64 taps): the one cost beyond the frozen copy that exact LDIFS
-    cannot avoid without recomputing the reference taps.
+    LDIFS computes each tap's gradient with its value and keeps it until the backward, in the
+    tap's dtype: the one cost beyond the frozen copy that exact LDIFS cannot avoid without
+    recomputing the reference taps. The shapes come from one forward in eval mode (no batch
+    statistics updated).
     """
     from ldifs_lightning.models import FeatureTaps
     from ldifs_lightning.regularizers import LDIFS
@@ -318,15 +319,20 @@ def tap_gradient_bytes(
         return None
     total = 0
     encoder = module.image_encoder
-    for term in terms:
-        with (
-            torch.no_grad(),
-            autocast_context(images.device, precision),
-            FeatureTaps(encoder, term.tap_names) as taps,
-        ):
-            encoder(images)
-        for tap in taps.features():
-            total += tap.numel() * torch.promote_types(tap.dtype, torch.float32).itemsize
+    modes = [(submodule, submodule.training) for submodule in encoder.modules()]
+    encoder.eval()
+    try:
+        for term in terms:
+            with (
+                torch.no_grad(),
+                autocast_context(images.device, precision),
+                FeatureTaps(encoder, term.tap_names) as taps,
+            ):
+                encoder(images)
+            total += sum(tap.numel() * tap.element_size() for tap in taps.features())
+    finally:
+        for submodule, mode in modes:
+            submodule.training = mode
     return total
 
 
@@ -375,7 +381,7 @@ def measure_method(
         if index == 0 or not measure_memory:
             timed(step, device)
         peak = peak_bytes(step, module, optimizer, batch) if measure_memory else None
-        gradient_bytes = tap_gradient_bytes(module, batch[0], precision)
+        gradient_bytes = tap_gradient_bytes(module, batch[0], precision) if peak else None
         times = time_steps(step, device, steps)
         results[batch_size] = {
             "step_s": statistics.median(times),

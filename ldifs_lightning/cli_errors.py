@@ -137,26 +137,32 @@ def running() -> Iterator[None]:
 def list_value_hint(message: str, argv: Sequence[str]) -> str:
     """A hint for ``--option a b``: an option takes one value, so ``b`` is "unrecognized".
 
-    Returns the text to append to ``message`` (empty when it does not apply).
+    Returns the text to append to ``message`` (empty when it does not apply). The list is shown
+    quoted, as shells such as zsh would otherwise expand the brackets; ``--config`` / ``-c`` is
+    repeated instead (each names one file).
 
     Example:
         >>> list_value_hint("unrecognized arguments: ldifs", ["demo", "--methods", "ft", "ldifs"])
-        "; --methods takes one value, so 'ldifs' was left over (a list is --methods [ft,ldifs])"
+        "; --methods takes one value, so 'ldifs' was left over (a list is --methods '[ft,ldifs]')"
     """
     match = re.match(r"unrecognized arguments: (\S+)", message, re.IGNORECASE)
     if not match or match.group(1).startswith("-"):
         return ""
     for index in range(len(argv) - 2):
         option, first, second = argv[index : index + 3]
-        if option.startswith("--") and "=" not in option and second == match.group(1):
+        is_option = option.startswith("--") or option == "-c"
+        if is_option and "=" not in option and second == match.group(1):
             if first.startswith("-"):
                 return ""
-            extra = [second]
+            values = [first, second]
             for token in argv[index + 3 :]:
                 if token.startswith("-"):
                     break
-                extra.append(token)
-            written = f"{option} [{','.join([first, *extra])}]"
+                values.append(token)
+            if option in ("--config", "-c"):
+                written = " ".join(f"{option} {value}" for value in values)
+                return f"; {option} takes one file or name: repeat it ({written})"
+            written = f"{option} '[{','.join(values)}]'"
             return f"; {option} takes one value, so {second!r} was left over (a list is {written})"
     return ""
 

@@ -89,6 +89,19 @@ def _is_inline_config(value: str) -> bool:
         return False
 
 
+def _close_config_names(wanted: str, names: list[str]) -> list[str]:
+    """Shipped names like ``wanted``: the same file name in any folder (``ldifs`` ->
+    ``methods/ldifs``, ``demo/ldifs``), then close spellings of the whole name or of its file
+    name (``lp-ft`` -> ``methods/lp_ft``); at most four."""
+    file_name = wanted.rsplit("/", 1)[-1]
+    files = {name: name.rsplit("/", 1)[-1] for name in names}
+    similar_files = difflib.get_close_matches(file_name, sorted(set(files.values())), cutoff=0.75)
+    found = [name for name, file in files.items() if file == file_name]
+    found += difflib.get_close_matches(wanted, names, n=3, cutoff=0.6)
+    found += [name for name, file in files.items() if file in similar_files]
+    return list(dict.fromkeys(found))[:4]
+
+
 def resolve_config(value: str | Path) -> str:
     """What ``--config value`` reads: a file path, or the inline config string itself.
 
@@ -110,7 +123,7 @@ def resolve_config(value: str | Path) -> str:
         return text
     names = shipped_config_names()
     relative = text.removeprefix("configs/").removesuffix(_SUFFIX)
-    close = difflib.get_close_matches(relative, names, n=3, cutoff=0.6)
+    close = _close_config_names(relative, names)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     folders = sorted({name.split("/")[0] for name in names if "/" in name})
     raise FileNotFoundError(

@@ -412,7 +412,7 @@ def test_export_bad_options_are_one_line(args, expected, tmp_path, run_main):
         (["demo", "--methods", "nope"], "methods: Expected a"),
         (["export", "--output_dir", "out"], "no model_name and pretrained: give ckpt_path"),
         (["demo", "--methods", "ft", "ldifs"], "unrecognized arguments: ldifs; --methods takes "
-         "one value, so 'ldifs' was left over (a list is --methods [ft,ldifs])"),
+         "one value, so 'ldifs' was left over (a list is --methods '[ft,ldifs]')"),
     ],
     ids=["fit-value", "fit-files", "config-name", "tool-option", "export", "list-spaced"],
 )  # fmt: skip
@@ -427,7 +427,12 @@ def test_each_kind_of_error_through_the_executable(args, expected, tmp_path):
     ("message", "argv", "hint"),
     [
         ("unrecognized arguments: b c", ["x", "--opt", "a", "b", "c", "--n", "1"],
-         "; --opt takes one value, so 'b' was left over (a list is --opt [a,b,c])"),
+         "; --opt takes one value, so 'b' was left over (a list is --opt '[a,b,c]')"),
+        ("unrecognized arguments: data/eurosat", ["fit", "--config", "methods/ldifs",
+         "data/eurosat"], "; --config takes one file or name: repeat it (--config methods/ldifs "
+         "--config data/eurosat)"),
+        ("unrecognized arguments: b", ["-c", "a", "b"], "; -c takes one file or name: repeat it "
+         "(-c a -c b)"),
         ("unrecognized arguments: --nope 1", ["--nope", "1"], ""),  # an unknown option: no hint
         ("unrecognized arguments: b", ["--opt=a", "b"], ""),  # not "--opt a b"
         ("methods: Expected a list", ["--methods", "a", "b"], ""),  # another error

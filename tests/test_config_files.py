@@ -64,6 +64,10 @@ def test_an_unknown_name_lists_what_exists(tmp_path, monkeypatch):
         resolve_config("no/such")
     with pytest.raises(FileNotFoundError, match=r"did you mean methods/ldifs\b"):
         resolve_config("methods/ldfis")
+    with pytest.raises(FileNotFoundError, match=r"did you mean .*\bmethods/ldifs\b"):
+        resolve_config("ldifs")  # the file name alone
+    with pytest.raises(FileNotFoundError, match=r"did you mean compare/lpft, methods/lpft\?"):
+        resolve_config("lp-ft")
 
 
 def test_by_name_and_by_path_give_the_same_run(capsys, tmp_path, monkeypatch):

@@ -72,6 +72,12 @@ def _storage(tensor: torch.Tensor) -> int:
     return tensor.untyped_storage().data_ptr()
 
 
+def _owns_its_storage(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor`` covers its whole storage exactly once (not a slice of a larger buffer,
+    not expanded): only then may it be overwritten in place."""
+    return tensor.untyped_storage().nbytes() == tensor.numel() * tensor.element_size()
+
+
 def _keeps_graph() -> bool:
     """Whether the running backward keeps the graph (``retain_graph=True``): then the saved
     gradient may be needed again and must not be scaled in place. Private torch API; where it is
@@ -90,8 +96,9 @@ class _TapDistance(torch.autograd.Function):
     norms. The backward only multiplies ``G`` by each sample's scale. Autograd through
     ``F.normalize``, the difference and the square would instead run about ten element-wise
     passes in the backward and keep the normalised difference alive from the forward on. ``dim``
-    is the normalised axis, or ``None`` for no normalisation; the arithmetic runs in ``dtype``, in
-    which ``G`` is kept (float32 for bf16 taps).
+    is the normalised axis, or ``None`` for no normalisation; the arithmetic runs in ``dtype``
+    (float32 at least) and ``G`` is kept in the tap's dtype. With ``overwrite_reference`` the
+    reference's memory is reused; ``compute_gradient`` is false under ``no_grad``.
     """
 
     @staticmethod
@@ -103,6 +110,7 @@ class _TapDistance(torch.autograd.Function):
         eps: float,
         dtype: torch.dtype,
         overwrite_reference: bool,
+        compute_gradient: bool,
     ) -> torch.Tensor:
         f, r = feature.to(dtype), reference.to(dtype)
         # The difference goes into the reference's memory when the caller gives it up, or when
@@ -120,7 +128,7 @@ class _TapDistance(torch.autograd.Function):
         count = f.shape[1] * f.shape[2]
         # The per-sample sum of squares without a tap-sized square: a norm over the sample.
         value = torch.linalg.vector_norm(diff, dim=(1, 2)).square_().div_(count)
-        if not ctx.needs_input_grad[0]:
+        if not (compute_gradient and ctx.needs_input_grad[0]):
             return value
         # d/df of mean(diff^2) is 2 diff / (P C) times the Jacobian of the normalisation.
         scale = 2.0 / count
@@ -133,22 +141,23 @@ class _TapDistance(torch.autograd.Function):
             along = projection.div_(clamped.square()).div_(clamped).mul_(scale)
             along = torch.where(norm >= eps, along, 0.0)
             gradient = diff.mul_(scale / clamped).addcmul_(f, along, value=-1)
-        ctx.save_for_backward(gradient)
-        ctx.feature_dtype = feature.dtype
+        # Kept in the tap's own dtype (bf16 taps: half of float32's bytes).
+        ctx.save_for_backward(gradient.to(feature.dtype))
         return value
 
     @staticmethod
     @once_differentiable  # the written-out backward is not itself differentiable
     def backward(
         ctx: Any, grad_out: torch.Tensor
-    ) -> tuple[torch.Tensor | None, None, None, None, None, None]:
-        if not ctx.needs_input_grad[0]:
-            return None, None, None, None, None, None
+    ) -> tuple[torch.Tensor | None, None, None, None, None, None, None]:
+        nothing = None, None, None, None, None, None
+        if not ctx.needs_input_grad[0] or not ctx.saved_tensors:
+            return None, *nothing
         (gradient,) = ctx.saved_tensors
         scale = grad_out.view(-1, 1, 1).to(gradient.dtype)
         # In place unless the graph is kept for another backward: no second tap-sized buffer.
         grad = gradient * scale if _keeps_graph() else gradient.mul_(scale)
-        return grad.to(ctx.feature_dtype), None, None, None, None, None
+        return grad, *nothing
 
 
 def ldifs_distance(
@@ -181,7 +190,9 @@ def ldifs_distance(
     ``free_reference=True`` gives the reference taps up to the function: ``reference`` must then be
     a list, whose entries it sets to ``None``, and each tap's memory is reused for its difference
     and gradient, so no tap-sized tensor is allocated beyond one gradient per tap (:class:`LDIFS`
-    passes its own list this way).
+    passes its own list this way). A tap is reused only when it is a whole buffer of its own (not
+    shared with another tap, not a slice or an expanded view); the reference must not be needed
+    again (e.g. by a recomputation under activation checkpointing).
 
     Zero vectors stay zero (division by ``max(norm, eps)``). Values and gradients are those of
     ``F.normalize`` followed by the squared difference's mean (up to float rounding); the gradient
@@ -213,11 +224,16 @@ def ldifs_distance(
                 f"tap {index}: features {tuple(feature.shape)} and reference {tuple(ref.shape)} "
                 "must have the same [N, P, C] shape"
             )
-        overwrite = free_reference and storages[_storage(ref)] == 1
+        if feature.shape[1] * feature.shape[2] == 0:
+            raise ValueError(f"tap {index} has no positions or channels: {tuple(feature.shape)}")
+        overwrite = free_reference and storages[_storage(ref)] == 1 and _owns_its_storage(ref)
         if free_reference:
             reference[index] = None  # type: ignore[index]  # freed once its gradient exists
         dtype = torch.promote_types(torch.promote_types(feature.dtype, ref.dtype), torch.float32)
-        per_tap.append(_TapDistance.apply(feature, ref.detach(), dim, eps, dtype, overwrite))
+        gradient = torch.is_grad_enabled() and feature.requires_grad
+        per_tap.append(
+            _TapDistance.apply(feature, ref.detach(), dim, eps, dtype, overwrite, gradient)
+        )
         del ref
     return torch.stack(per_tap).mean(dim=0).mean()
 
@@ -263,19 +279,21 @@ def same_matmul_kernels(module: nn.Module) -> Iterator[None]:
 
 
 def _refuse_patch_dropout(encoder: nn.Module) -> None:
-    """Refuse an open_clip ViT that drops patch tokens in training (``patch_dropout`` > 0).
+    """Refuse a ViT that drops patch tokens in training (open_clip's or timm's ``PatchDropout``).
 
     The trainable encoder would drop a random subset of tokens while the frozen copy, in eval
     mode, keeps them all: their taps would not pair up (nor could they: the dropped tokens
     differ per step), and the run would fail at its first step.
     """
+    from timm.layers import PatchDropout as TimmPatchDropout  # timm comes with open_clip
+
     for name, module in encoder.named_modules():
-        if isinstance(module, PatchDropout) and module.prob > 0:
+        if isinstance(module, PatchDropout | TimmPatchDropout) and module.prob > 0:
             raise ValueError(
                 f"LDIFS compares the trainable encoder's tokens with the frozen copy's, but the "
                 f"image encoder drops patch tokens in training ({name or 'encoder'}: "
-                f"PatchDropout(prob={module.prob})); set vision_cfg.patch_dropout to 0 in the "
-                "model config"
+                f"PatchDropout(prob={module.prob})); set the patch dropout to 0 in the model "
+                "config (vision_cfg.patch_dropout for open_clip's ViTs)"
             )
 
 

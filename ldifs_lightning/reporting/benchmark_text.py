@@ -284,7 +284,8 @@ def ldifs_overhead_benchmark(report: Report) -> str:
         )
     intro = (
         f"Recorded with torch {report['torch']} on {report['machine']} ({report['threads']} torch "
-        f"thread of {report['cpus']} CPUs), 32-true, random weights: medians over "
+        f"thread{'s' if report['threads'] != 1 else ''} of {report['cpus']} CPUs), 32-true, "
+        "random weights: medians over "
         f"{report['rounds']} interleaved rounds of FT and LDIFS steps on one batch; times as "
         "shares of FT's step; peak memory at the allocator (`benchmarks/README.md`)."
     )

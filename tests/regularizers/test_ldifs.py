@@ -321,6 +321,25 @@ def test_reference_taps_sharing_memory_are_not_overwritten():
     assert got.item() == expected.item()
 
 
+def test_views_are_never_overwritten():
+    # An expanded tensor, and a slice of a larger buffer someone else may still read.
+    torch.manual_seed(6)
+    buffer = torch.randn(2, 4, 4)
+    expanded = torch.randn(1, 3, 4).expand(2, 3, 4)
+    reference = [buffer[:, 1:], expanded]
+    kept = [r.clone() for r in reference]
+    features = [torch.randn(2, 3, 4, requires_grad=True), torch.randn(2, 3, 4, requires_grad=True)]
+    before = buffer.clone()
+    got = ldifs_distance(features, list(reference), free_reference=True)
+    assert torch.equal(buffer, before)
+    assert got.item() == ldifs_distance(features, kept).item()
+
+
+def test_a_tap_without_positions_is_one_line():
+    with pytest.raises(ValueError, match=r"tap 0 has no positions or channels: \(2, 0, 4\)"):
+        ldifs_distance([torch.randn(2, 0, 4)], [torch.randn(2, 0, 4)])
+
+
 def test_a_retained_graph_gives_the_same_gradient_twice():
     # The backward scales the saved gradient in place, except when the graph is kept.
     features = [torch.randn(2, 3, 4, requires_grad=True)]
@@ -367,7 +386,7 @@ def test_an_encoder_that_drops_patch_tokens_is_refused_in_one_line(tmp_path):
     register_model_config(path)
     message = (
         r"the image encoder drops patch tokens in training \(patch_dropout: "
-        r"PatchDropout\(prob=0.5\)\); set vision_cfg.patch_dropout to 0"
+        r"PatchDropout\(prob=0.5\)\); set the patch dropout to 0 in the model config"
     )
     with pytest.raises(ValueError, match=message):
         LDIFSModule(["a", "b"], model_name="tiny-vit-patch-dropout", pretrained=None)

@@ -13,6 +13,9 @@ Test is the official validation set, as usual for ImageNet.
 
 from __future__ import annotations
 
+import contextlib
+import tarfile
+import zlib
 from pathlib import Path
 
 import torch
@@ -84,6 +87,36 @@ def read_meta_wnids(path: Path) -> list[str]:
     return sorted(meta[0])
 
 
+def _archive_errors() -> tuple[type[BaseException], ...]:
+    """What torchvision's archive handling raises for a bad archive: its md5 check
+    (RuntimeError), tarfile and gzip, and scipy reading the devkit's .mat files."""
+    errors: list[type[BaseException]] = [RuntimeError, tarfile.TarError, EOFError, zlib.error]
+    errors += [ValueError, KeyError]  # scipy.io.loadmat on a malformed file, a missing variable
+    with contextlib.suppress(ImportError):
+        from scipy.io.matlab import MatReadError
+
+        errors.append(MatReadError)
+    return tuple(errors)
+
+
+def _from_archives(base_folder: Path, folder_name: str, step: str) -> Dataset:
+    """torchvision's ImageNet, which first builds meta.bin and/or extracts the images from the
+    archives; a bad archive fails with one line (OSError and other failures keep theirs)."""
+    try:
+        return ImageNet(str(base_folder), split=folder_name)
+    except ImportError as error:  # the devkit's .mat files are read with scipy
+        raise CorruptDataFileError(
+            f"imagenet: torchvision needs scipy to build {META_FILE} from {_archive('devkit')} "
+            f"({error}); pip install scipy, or put a {META_FILE} in {base_folder}"
+        ) from error
+    except _archive_errors() as error:
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0].rstrip(".")
+        raise CorruptDataFileError(
+            f"imagenet: torchvision could not {step} in {base_folder}: {first_line}; check the "
+            f"archives there against their md5 ({_archive('devkit')}, {_archive(folder_name)})"
+        ) from error
+
+
 def load_imagenet(root: Path, split: Split, download: bool = False) -> Dataset:
     """ImageNet's official train (1,281,167 images) or validation (50,000, used as test) split."""
     base_folder = Path(root) / "imagenet"
@@ -112,23 +145,12 @@ def load_imagenet(root: Path, split: Split, download: bool = False) -> Dataset:
             )
         if folder.is_dir():
             require_class_folders("imagenet", folder, wnids)
-    try:
+    steps = [f"build {META_FILE} from the devkit"] if not has_meta else []
+    steps += [f"extract {folder_name}/"] if not folder.is_dir() else []
+    if not steps:  # meta.bin and the image folder exist: torchvision only lists them
         base = ImageNet(str(base_folder), split=folder_name)
-    except ImportError as error:  # the devkit's .mat files are read with scipy
-        raise CorruptDataFileError(
-            f"imagenet: torchvision needs scipy to build {META_FILE} from {_archive('devkit')} "
-            f"({error}); pip install scipy, or put a {META_FILE} in {base_folder}"
-        ) from error
-    except Exception as error:  # md5 mismatch (RuntimeError), a bad tar or .mat file, ...
-        steps = [f"build {META_FILE} from the devkit"] if not has_meta else []
-        steps += [f"extract {folder_name}/"] if not folder.is_dir() else []
-        step = " or ".join(steps) or f"list {folder}"
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0].rstrip(".")
-        raise CorruptDataFileError(
-            f"imagenet: torchvision could not {step} in {base_folder}: {first_line}; check the "
-            f"archives there against their md5 ({_archive('devkit')}, "
-            f"{_archive(folder_name)})"
-        ) from error
+    else:
+        base = _from_archives(base_folder, folder_name, " or ".join(steps))
     if len(base.wnids) != len(IMAGENET_CLASSNAMES):
         raise IncompleteDatasetError(
             f"imagenet: {len(base.wnids)} of {len(IMAGENET_CLASSNAMES)} class folders found "
