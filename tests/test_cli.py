@@ -91,7 +91,19 @@ def _train_losses(metrics_csv: Path) -> dict[int, float]:
 
 
 @pytest.mark.filterwarnings("ignore:The dirpath has changed from:UserWarning")
-def test_resume_from_checkpoint_matches_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize(
+    ("checkpoint", "every_n_train_steps"),
+    [("epoch=0-*.ckpt", None), ("epoch=0-step=2.ckpt", "1")],
+    ids=["end-of-epoch", "mid-epoch"],
+)
+def test_resume_from_checkpoint_matches_uninterrupted_run(
+    tmp_path, checkpoint, every_n_train_steps
+):
+    # 4 steps per epoch. Mid-epoch, the train loader skips the 2 batches already trained on
+    # (without that, the resumed epoch would start again from its first batch).
+    every = [] if every_n_train_steps is None else [
+        "--trainer.callbacks.every_n_train_steps", every_n_train_steps
+    ]  # fmt: skip
     common = [
         "--config",
         str(REPO / "configs/demo/ldifs.yaml"),
@@ -107,6 +119,7 @@ def test_resume_from_checkpoint_matches_uninterrupted_run(tmp_path):
         "lightning.pytorch.callbacks.ModelCheckpoint",
         "--trainer.callbacks.save_top_k",
         "-1",
+        *every,
         "--trainer.enable_progress_bar",
         "false",
         "--trainer.enable_model_summary",
@@ -124,7 +137,7 @@ def test_resume_from_checkpoint_matches_uninterrupted_run(tmp_path):
             str(full_dir),
         ]
     )
-    checkpoints = sorted(full_dir.rglob("epoch=0-*.ckpt"))
+    checkpoints = sorted(full_dir.rglob(checkpoint))
     assert len(checkpoints) == 1
     main(
         [
@@ -140,7 +153,8 @@ def test_resume_from_checkpoint_matches_uninterrupted_run(tmp_path):
     )
     full = _train_losses(next(full_dir.rglob("metrics.csv")))
     resumed = _train_losses(next(resumed_dir.rglob("metrics.csv")))
-    assert sorted(resumed) == [step for step in sorted(full) if step >= 4]  # epoch 2 only
+    first = 4 if every_n_train_steps is None else 2  # the step the resumed run starts at
+    assert sorted(resumed) == [step for step in sorted(full) if step >= first]
     for step, loss in resumed.items():
         assert loss == pytest.approx(full[step], abs=1e-6), step
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lightning.pytorch import LightningDataModule
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset, Subset
 
@@ -15,7 +16,11 @@ from ldifs_lightning.data.imagecheck import find_unreadable_images
 from ldifs_lightning.data.labels import check_labels
 from ldifs_lightning.data.layout import preview
 from ldifs_lightning.data.registry import DatasetInfo, Split, get_dataset_info
-from ldifs_lightning.data.sampling import SeededShuffleSampler, TransformedDataset
+from ldifs_lightning.data.sampling import (
+    ResumableDataLoader,
+    SeededShuffleSampler,
+    TransformedDataset,
+)
 from ldifs_lightning.data.sized import dataset_length
 from ldifs_lightning.data.splits import split_train_val
 from ldifs_lightning.data.transforms import eval_transform, train_transform
@@ -113,6 +118,8 @@ class FineTuneDataModule(LightningDataModule):
         self.save_hyperparameters(ignore="_info")
         self.root = Path(root)
         self.train_set: Dataset | None = None
+        # (epoch, batches trained) from a checkpoint: the train loader skips them (mid-epoch resume)
+        self._resume: tuple[int, int] | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
 
@@ -257,13 +264,44 @@ class FineTuneDataModule(LightningDataModule):
         hp = self.hparams
         transform = train_transform(hp["image_size"]) if train else eval_transform(hp["image_size"])
         wrapped = TransformedDataset(dataset, transform)
-        return DataLoader(
-            wrapped,
+        options: dict[str, Any] = dict(
             batch_size=hp["batch_size"],
-            sampler=SeededShuffleSampler(wrapped, hp["shuffle_seed"]) if train else None,
             num_workers=hp["num_workers"],
             persistent_workers=hp["num_workers"] > 0,
         )
+        if not train:
+            return DataLoader(wrapped, **options)
+        sampler = SeededShuffleSampler(wrapped, hp["shuffle_seed"])
+        loader = ResumableDataLoader(
+            wrapped, sampler=sampler, batches_done=self._batches_trained, **options
+        )
+        if self._resume is not None:
+            # Lightning builds the train loader before it restores its loops' state (to estimate
+            # the number of steps), so it would never hand the loader its state: the datamodule's
+            # own checkpoint entry, restored earlier, carries it.
+            epoch, batches = self._resume
+            loader.load_state_dict({"epoch": epoch, "batches": batches})
+        return loader
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the training epoch stands (saved in checkpoints): its index and the batches of it
+        already trained on. Empty outside a fit."""
+        trainer = self.trainer
+        if trainer is None or trainer.state.fn != TrainerFn.FITTING:
+            return {}
+        return {"epoch": trainer.current_epoch, "batches": self._batches_trained()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "epoch" in state_dict and "batches" in state_dict:
+            self._resume = (int(state_dict["epoch"]), int(state_dict["batches"]))
+
+    def _batches_trained(self) -> int:
+        """Batches of the current epoch the Trainer has trained on (0 without a Trainer)."""
+        trainer = self.trainer
+        if trainer is None:
+            return 0
+        current = trainer.fit_loop.epoch_loop.batch_progress.current
+        return int(getattr(current, "processed", current.completed))
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, "train")

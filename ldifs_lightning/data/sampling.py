@@ -1,18 +1,20 @@
 """Resumable, DDP-aware shuffling with reproducible per-sample augmentation.
 
 The shuffle order and every random augmentation depend only on ``(seed, epoch, index)``, not on the
-global RNG, so a run resumed from an end-of-epoch checkpoint sees exactly the batches an
-uninterrupted run sees, with any number of data-loading workers.
+global RNG, so a run resumed from a checkpoint sees exactly the batches an uninterrupted run sees,
+with any number of data-loading workers: from an end-of-epoch checkpoint by construction, and from
+a mid-epoch one because :class:`ResumableDataLoader` records how many batches of the epoch were
+trained on and its sampler skips them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ldifs_lightning.data.sized import dataset_length
 
@@ -34,10 +36,59 @@ class SeededShuffleSampler(DistributedSampler):
             seed=seed,
         )
 
+    _resume: tuple[int, int] | None = None
+
+    def resume_at(self, epoch: int, samples: int) -> None:
+        """Skip this rank's first ``samples`` samples the next time epoch ``epoch`` is iterated
+        (once; a checkpoint taken at an epoch's end resumes with the next epoch: nothing skipped).
+        """
+        self._resume = (epoch, samples)
+
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        for index in super().__iter__():
+        skip = 0
+        if self._resume is not None:
+            epoch, samples = self._resume
+            self._resume = None
+            skip = samples if epoch == self.epoch else 0
+        for position, index in enumerate(super().__iter__()):
+            if position < skip:
+                continue
             sample_seed = ((self.seed * 1_000_003 + self.epoch) * 1_000_033 + index) % (2**63)
             yield index, sample_seed
+
+
+class ResumableDataLoader(DataLoader):
+    """A training DataLoader that Lightning can resume mid-epoch (it is ``_Stateful``).
+
+    Its state is the epoch and the number of its batches already trained on, which
+    ``batches_done`` reports (the Trainer's count, not the batches handed out: Lightning fetches
+    one ahead); loading it makes the :class:`SeededShuffleSampler` skip those samples once.
+
+    Example:
+        >>> data = TransformedDataset([(torch.zeros(3), 0)] * 8, lambda image: image)
+        >>> loader = ResumableDataLoader(data, batch_size=2, sampler=SeededShuffleSampler(data))
+        >>> loader.load_state_dict({"epoch": 0, "batches": 3})
+        >>> len([batch for batch in loader])
+        1
+    """
+
+    def __init__(
+        self, *args: Any, batches_done: Callable[[], int] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.sampler, SeededShuffleSampler):
+            raise ValueError("ResumableDataLoader needs a SeededShuffleSampler")
+        self.batches_done = batches_done
+
+    def state_dict(self) -> dict[str, int]:
+        sampler = cast(SeededShuffleSampler, self.sampler)
+        done = self.batches_done() if self.batches_done is not None else 0
+        return {"epoch": sampler.epoch, "batches": done}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        sampler = cast(SeededShuffleSampler, self.sampler)
+        batch_size = self.batch_size or 1
+        sampler.resume_at(int(state_dict["epoch"]), int(state_dict["batches"]) * batch_size)
 
 
 class TransformedDataset(Dataset):
