@@ -188,3 +188,35 @@ def test_two_process_ddp_on_cpu(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr + result.stdout
+
+
+@pytest.mark.slow
+def test_two_process_ddp_resumes_mid_epoch_as_the_uninterrupted_run(tmp_path):
+    # 32 samples, 8 per rank and step: 2 steps per epoch; resumed after the first.
+    def fit(out: Path, *extra: str) -> dict[int, float]:
+        command = [
+            sys.executable, "-m", "ldifs_lightning", "fit",
+            "--config", str(REPO / "configs/demo/ldifs.yaml"),
+            "--trainer.devices", "2", "--trainer.strategy", "ddp",
+            "--trainer.max_epochs", "2", "--trainer.log_every_n_steps", "1",
+            "--trainer.limit_val_batches", "1",
+            "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
+            "--trainer.logger.save_dir", str(out),
+            "--trainer.callbacks", "lightning.pytorch.callbacks.ModelCheckpoint",
+            "--trainer.callbacks.save_top_k", "-1",
+            "--trainer.callbacks.every_n_train_steps", "1",
+            *SMALL_DATA, *_quiet(out), *extra,
+        ]  # fmt: skip
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        result = subprocess.run(
+            command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        return _train_losses(next(out.rglob("metrics.csv")))
+
+    full = fit(tmp_path / "full")
+    (checkpoint,) = (tmp_path / "full").rglob("epoch=0-step=1.ckpt")
+    resumed = fit(tmp_path / "resumed", "--ckpt_path", str(checkpoint))
+    assert sorted(full) == [0, 1, 2, 3] and sorted(resumed) == [1, 2, 3]
+    for step, loss in resumed.items():  # rank 0's losses
+        assert loss == pytest.approx(full[step], abs=1e-6), step
