@@ -223,6 +223,9 @@ def main(args: list[str] | None = None) -> None:
     """
     # "Seed set to 0" on every start is noise next to a one-line error; the seed is in config.yaml.
     logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
+    # Lightning's own pytree helper calls a torch check deprecated in this torch: not ours to fix,
+    # and printed on every fit.
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     with errors_as_one_line(args):
         build_cli(args)
 

@@ -188,6 +188,7 @@ def test_two_process_ddp_on_cpu(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr + result.stdout
+    assert "LeafSpec" not in result.stderr  # Lightning's internal deprecation notice is hidden
 
 
 @pytest.mark.slow
