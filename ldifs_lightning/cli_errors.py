@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import os
 import re
 import sys
@@ -60,6 +61,16 @@ _SUBCLASS_FORMS = re.compile(
 _CLASS_PATH_KEY = re.compile(
     r"^Problem with given class_path '[^']+':\s*Parser key \"([^\"]+)\":\s*"
 )
+# A Union nested in another (a class's list-valued argument) repeats the wrapper sentence.
+_NESTED_UNION_WRAPPER = re.compile(_UNION_WRAPPER + r";?\s*")
+# A class_path that names no importable class of the expected kind, in jsonargparse's words.
+_BAD_CLASS_PATH = re.compile(
+    r"Problem with given class_path '(?P<path>[^']+)':\s*(?:module '(?P<module>[\w.]+)' has no "
+    r"attribute '(?P<name>\w+)'|(?P<why>No module named '[\w.]+'))"
+    r"|Expected a dot import path string: (?P<bare>\S+)"
+    r"|Import path (?P<other>\S+) does not correspond to a subclass of \w+"
+)
+_SUBTYPE_CLASS = re.compile(r"\b((?:[A-Za-z_]\w*\.)+[A-Z]\w*)\b")
 
 
 def _errors_listed_in_union_message(message: str) -> list[str]:
@@ -79,6 +90,65 @@ def _errors_listed_in_union_message(message: str) -> list[str]:
     return listed
 
 
+def _exported(cls: type) -> bool:
+    """Whether ``cls`` is exported by the package its module is in (not an internal base)."""
+    package = sys.modules.get(cls.__module__.rpartition(".")[0])
+    return cls.__name__ in getattr(package, "__all__", ()) and not cls.__name__.startswith("_")
+
+
+def _allowed_classes(message: str) -> tuple[str, str]:
+    """The base class a Union's ``Subtypes:`` line names, and the classes to suggest for it.
+
+    The innermost ``Subtypes:`` line is the one whose class the bad value was meant to be. The
+    suggestions are this package's exported subclasses and, when there are few enough to read,
+    those exported by the base's own library (Lightning's ~25 callbacks are named by package).
+    Returns ``("", "")`` when there is no base class to name.
+    """
+    subtypes = re.findall(r"Subtypes: \[(.*)\]", message)
+    for path in _SUBTYPE_CLASS.findall(subtypes[-1] if subtypes else ""):
+        module_name, _, class_name = path.rpartition(".")
+        try:
+            base = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError):
+            continue
+        ours, theirs, pending = set(), set(), list(base.__subclasses__())
+        while pending:
+            subclass = pending.pop()
+            pending.extend(subclass.__subclasses__())
+            if _exported(subclass):
+                mine = subclass.__module__.startswith("ldifs_lightning.")
+                (ours if mine else theirs).add(subclass.__name__)
+        named = sorted(ours) + (sorted(theirs) if len(theirs) <= 8 else [])
+        if len(theirs) > 8:
+            named.append(f"a class of {base.__module__.rpartition('.')[0]}")
+        return class_name, ", ".join(named)
+    return "", ""
+
+
+def _bad_class_path_message(message: str, raw: str) -> str:
+    """jsonargparse's words for a class_path that names no usable class, made actionable.
+
+    ``raw`` is the whole multi-line message, whose ``Subtypes:`` line says what kind of class
+    was expected; the message then lists the package's classes of that kind.
+    """
+    match = _BAD_CLASS_PATH.search(message)
+    if not match:
+        return message
+    if match.group("module"):
+        module, name = match.group("module"), match.group("name")
+        why = f"class_path '{match.group('path')}': {module} has no {name!r}"
+    elif match.group("why"):
+        why = f"class_path '{match.group('path')}': {match.group('why')}"
+    elif match.group("bare"):
+        why = f"class_path '{match.group('bare')}' is neither a known class name nor an import path"
+    else:
+        why = match.group(0)
+    base, allowed = _allowed_classes(raw)
+    if allowed:
+        why += f"; allowed: {allowed} or the import path of a {base} subclass"
+    return why
+
+
 def one_line_message(error: BaseException) -> str:
     """The message of ``error`` as one line: jsonargparse's wrappers removed, lines joined.
 
@@ -86,7 +156,7 @@ def one_line_message(error: BaseException) -> str:
         >>> one_line_message(ValueError("ldifs_weight=-1.0 must be >= 0"))
         'ldifs_weight=-1.0 must be >= 0'
     """
-    message = str(error).strip() or type(error).__name__
+    message = raw = str(error).strip() or type(error).__name__
     key = ""
     match = _PARSER_KEY.match(message)
     if match:  # 'Parser key "model":\n  <why>': keep the key, explain the why
@@ -96,7 +166,8 @@ def one_line_message(error: BaseException) -> str:
         given = _GIVEN_VALUE.search(message)
         # A plain value is worth repeating; a class's whole Namespace of arguments is not.
         got = given.group(1).strip() if given else ""
-        shown = f" (got {got})" if got and not got.startswith(("Namespace(", "{")) else ""
+        plain = got and not got.startswith(("Namespace(", "{", "[Namespace(", "[{"))
+        shown = f" (got {got})" if plain else ""
         if listed:
             message = "; ".join(listed) + shown
     message = " ".join(part.strip() for part in message.splitlines() if part.strip())
@@ -105,6 +176,8 @@ def one_line_message(error: BaseException) -> str:
     if match:  # an init argument of a class_path: name it as the user writes it
         key = f"{key}.init_args.{match.group(1)}" if key else match.group(1)
         message = message[match.end() :]
+    message = _NESTED_UNION_WRAPPER.sub("", message) or message
+    message = _bad_class_path_message(message, raw)
     return f"{key}: {message}" if key else message
 
 

@@ -90,7 +90,9 @@ def assert_one_line_error(result, expected: str) -> None:
         (["--no_such_option", "3"], "unrecognized arguments: --no_such_option 3"),
         (
             ["--model.init_args.regularizers", '[{"class_path": "ldifs_lightning.Nope"}]'],
-            "Problem with given class_path 'ldifs_lightning.Nope'",
+            "model.init_args.regularizers: class_path 'ldifs_lightning.Nope': ldifs_lightning "
+            "has no 'Nope'; allowed: L2SP, LDIFS, LwF, ZSCL or the import path of a Regularizer "
+            "subclass",
         ),
         (
             [
@@ -237,6 +239,51 @@ def test_parser_key_and_class_path_become_the_dotted_option_name():
     )
     assert one_line_message(ValueError(message)) == (
         "model.init_args.normalize: Expected a typing.Literal['token']. Got value: l2"
+    )
+
+
+def test_nested_union_names_the_inner_option_and_what_it_allows():
+    """A bad class in a class's list argument: jsonargparse nests one Union message in another."""
+    message = (
+        'Parser key "model":\n'
+        "  Does not validate against any of the Union subtypes\n"
+        "  Subtypes: [<class 'ldifs_lightning.modules.fine_tuner.CLIPFineTuner'>, <class "
+        "'NoneType'>]\n"
+        "  Errors:\n"
+        "    - Problem with given class_path 'ldifs_lightning.LDIFSModule':\n"
+        '        Parser key "regularizers":\n'
+        "          Does not validate against any of the Union subtypes\n"
+        "          Subtypes: [list[ldifs_lightning.regularizers.base.Regularizer], <class "
+        "'NoneType'>]\n"
+        "          Errors:\n"
+        "            - Problem with given class_path 'ldifs_lightning.regularizers.LDIF':\n"
+        "                module 'ldifs_lightning.regularizers' has no attribute 'LDIF'\n"
+        "            - Expected a <class 'NoneType'>\n"
+        "          Given value type: <class 'list'>\n"
+        "          Given value: [{'class_path': 'ldifs_lightning.regularizers.LDIF'}]\n"
+        "    - Expected a <class 'NoneType'>\n"
+    )
+    assert one_line_message(ValueError(message)) == (
+        "model.init_args.regularizers: class_path 'ldifs_lightning.regularizers.LDIF': "
+        "ldifs_lightning.regularizers has no 'LDIF'; allowed: L2SP, LDIFS, LwF, ZSCL or the "
+        "import path of a Regularizer subclass"
+    )
+
+
+def test_bad_callback_class_names_ours_and_lightnings_package():
+    message = (
+        'Parser key "trainer.callbacks":\n'
+        "  Does not validate against any of the Union subtypes\n"
+        "  Subtypes: [list[lightning.pytorch.callbacks.callback.Callback], <class 'NoneType'>]\n"
+        "  Errors:\n"
+        "    - Problem with given class_path 'Nope':\n"
+        "        Expected a dot import path string: Nope\n"
+        "    - Expected a <class 'NoneType'>\n"
+    )
+    assert one_line_message(ValueError(message)) == (
+        "trainer.callbacks: class_path 'Nope' is neither a known class name nor an import path; "
+        "allowed: ConceptForgettingCallback, EncoderWeightAveraging, WiSEFTCallback, a class of "
+        "lightning.pytorch.callbacks or the import path of a Callback subclass"
     )
 
 
@@ -411,10 +458,14 @@ def test_export_bad_options_are_one_line(args, expected, tmp_path, run_main):
         (["fit", "--config", "no/such"], "config 'no/such' is neither a file in"),
         (["demo", "--methods", "nope"], "methods: Expected a"),
         (["export", "--output_dir", "out"], "no model_name and pretrained: give ckpt_path"),
+        (["fit", "--config", DEMO, "--model", "LDIFSModul"], "model: class_path 'LDIFSModul' is "
+         "neither a known class name nor an import path; allowed: FLYPModule, FineTuneModule, "
+         "LDIFSModule or the import path of a CLIPFineTuner subclass"),
         (["demo", "--methods", "ft", "ldifs"], "unrecognized arguments: ldifs; --methods takes "
          "one value, so 'ldifs' was left over (a list is --methods '[ft,ldifs]')"),
     ],
-    ids=["fit-value", "fit-files", "config-name", "tool-option", "export", "list-spaced"],
+    ids=["fit-value", "fit-files", "config-name", "tool-option", "export", "class-path",
+         "list-spaced"],
 )  # fmt: skip
 def test_each_kind_of_error_through_the_executable(args, expected, tmp_path):
     """One case of each parametrised group above, through the installed ``ldifs`` executable."""
