@@ -111,7 +111,9 @@ def _allowed_classes(message: str) -> tuple[str, str]:
             base = getattr(importlib.import_module(module_name), class_name)
         except (ImportError, AttributeError):
             continue
-        ours, theirs, pending = set(), set(), list(base.__subclasses__())
+        ours: set[str] = set()
+        theirs: set[str] = set()
+        pending = list(base.__subclasses__())
         while pending:
             subclass = pending.pop()
             pending.extend(subclass.__subclasses__())
