@@ -66,7 +66,7 @@ _NESTED_UNION_WRAPPER = re.compile(_UNION_WRAPPER + r";?\s*")
 # A class_path that names no importable class of the expected kind, in jsonargparse's words.
 _BAD_CLASS_PATH = re.compile(
     r"Problem with given class_path '(?P<path>[^']+)':\s*(?:module '(?P<module>[\w.]+)' has no "
-    r"attribute '(?P<name>\w+)'|(?P<why>No module named '[\w.]+'))"
+    r"attribute '(?P<name>\w+)'|(?P<why>No module named '(?P<missing>[\w.]+)'))"
     r"|Expected a dot import path string: (?P<bare>\S+)"
     r"|Import path (?P<other>\S+) does not correspond to a subclass of \w+"
 )
@@ -134,8 +134,9 @@ def _bad_class_path_message(message: str, raw: str) -> str:
     was expected; the message then lists the package's classes of that kind.
     """
     match = _BAD_CLASS_PATH.search(message)
-    if not match:
-        return message
+    missing = match.group("missing") if match else None
+    if not match or (missing and not match.group("path").startswith(missing)):
+        return message  # a module the class itself imports is missing: not the class path's fault
     if match.group("module"):
         module, name = match.group("module"), match.group("name")
         why = f"class_path '{match.group('path')}': {module} has no {name!r}"

@@ -1,6 +1,8 @@
 """Shared test set-up: offline, tiny models, few threads."""
 
+import json
 import os
+from pathlib import Path
 
 # Tests never touch the network: make Hugging Face Hub fail fast instead of retrying.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -13,6 +15,7 @@ TINY_VIT = "ldifs-tiny-vit"
 TINY_RN = "ldifs-tiny-rn"
 CLASSNAMES = ["circle", "square", "triangle"]
 TEMPLATES = ["a photo of a {}.", "a drawing of a {}."]
+MODEL_CONFIGS = Path(__file__).resolve().parents[1] / "ldifs_lightning/models/model_configs"
 
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -24,6 +27,19 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+def write_hf_tokenizer_config(folder) -> str:
+    """Register a tiny model whose text tower names a Hugging Face tokenizer (as SigLIP's do)."""
+    from ldifs_lightning.models import register_model_config
+
+    folder.mkdir(parents=True, exist_ok=True)
+    config = json.loads((MODEL_CONFIGS / f"{TINY_VIT}.json").read_text())
+    config["text_cfg"]["hf_tokenizer_name"] = "timm/ViT-B-16-SigLIP"
+    path = folder / "ldifs-test-hf-tokenizer.json"
+    path.write_text(json.dumps(config))
+    (name,) = register_model_config(path)
+    return name
 
 
 def quiet_trainer(root, **overrides) -> Trainer:

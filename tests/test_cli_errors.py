@@ -19,6 +19,7 @@ from PIL import Image
 
 from ldifs_lightning.cli import TOOL_SUBCOMMANDS, main
 from ldifs_lightning.cli_errors import list_value_hint, one_line_message
+from tests.conftest import write_hf_tokenizer_config
 from tests.data.array_files import RunsShellCommand, touch_command
 
 REPO = Path(__file__).resolve().parents[1]
@@ -285,6 +286,28 @@ def test_bad_callback_class_names_ours_and_lightnings_package():
         "allowed: ConceptForgettingCallback, EncoderWeightAveraging, WiSEFTCallback, a class of "
         "lightning.pytorch.callbacks or the import path of a Callback subclass"
     )
+
+
+def test_a_missing_module_inside_a_valid_class_is_not_called_a_bad_class_path():
+    message = "Problem with given class_path 'ldifs_lightning.LDIFSModule': No module named 'x'"
+    assert one_line_message(ValueError(message)) == message
+    message = "Problem with given class_path 'nosuch.Thing': No module named 'nosuch'"
+    assert one_line_message(ValueError(message)) == (
+        "class_path 'nosuch.Thing': No module named 'nosuch'"
+    )
+
+
+def test_a_model_whose_tokenizer_needs_transformers_says_so(tmp_path, run_main, monkeypatch):
+    """SigLIP's tokenizer comes from transformers, which the package does not install."""
+    monkeypatch.setitem(sys.modules, "transformers", None)  # as on a machine without it
+    name = write_hf_tokenizer_config(tmp_path / "configs")
+    (tmp_path / "run").mkdir()
+    result = run_main("fit", "--config", DEMO, "--model.init_args.model_name", name,
+                      "--model.init_args.pretrained", "null", "--trainer.default_root_dir", "out",
+                      cwd=tmp_path / "run")  # fmt: skip
+    assert_one_line_error(result, f"model_name '{name}' uses a Hugging Face tokenizer, which "
+                          "needs the transformers package: pip install transformers")  # fmt: skip
+    assert list((tmp_path / "run").iterdir()) == []
 
 
 def test_plain_multi_line_message_is_joined():

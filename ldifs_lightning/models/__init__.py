@@ -1,9 +1,8 @@
 """open_clip model building, feature taps and zero-shot heads."""
 
-from open_clip import get_tokenizer
-
 from ldifs_lightning.models.factory import (
     create_clip,
+    get_tokenizer,
     image_encoder_of,
     image_size_of,
     logit_scale_of,

@@ -15,7 +15,7 @@ import difflib
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import open_clip
@@ -155,6 +155,27 @@ def create_clip(
             pretrained=pretrained if is_tag else checkpoint,
             force_quick_gelu=quick_gelu,
         )
+
+
+def get_tokenizer(model_name: str) -> Callable[..., torch.Tensor]:
+    """open_clip's tokenizer for ``model_name`` (texts in, token ids out).
+
+    Models with a Hugging Face tokenizer (SigLIP, ...) need the ``transformers`` package, which
+    this package does not install: without it this is a one-line ``ValueError`` saying so.
+
+    Example:
+        >>> get_tokenizer("ldifs-tiny-vit")(["a photo of a cat."]).shape[0]
+        1
+    """
+    try:
+        return open_clip.get_tokenizer(model_name)
+    except ModuleNotFoundError as error:
+        if error.name != "transformers":
+            raise
+        raise ValueError(
+            f"model_name {model_name!r} uses a Hugging Face tokenizer, which needs the "
+            "transformers package: pip install transformers"
+        ) from error
 
 
 class _RandomInitNotice(logging.Filter):

@@ -7,10 +7,9 @@ from typing import cast
 
 import torch
 import torch.nn.functional as F
-from open_clip import get_tokenizer
 from torch import nn
 
-from ldifs_lightning.models.factory import logit_scale_of
+from ldifs_lightning.models.factory import get_tokenizer, logit_scale_of
 from ldifs_lightning.models.zero_shot import zero_shot_class_embeddings
 
 

@@ -1,11 +1,12 @@
 import json
 import logging
+import sys
 
 import pytest
 import torch
 
-from ldifs_lightning.models import create_clip, register_model_config
-from tests.conftest import TINY_VIT
+from ldifs_lightning.models import create_clip, get_tokenizer, register_model_config
+from tests.conftest import TINY_VIT, write_hf_tokenizer_config
 
 
 def test_builds_registered_tiny_model_with_random_init():
@@ -48,6 +49,18 @@ def test_register_model_config_from_json(tmp_path):
     path.write_text(json.dumps(config))
     assert register_model_config(path) == ["my-test-vit"]
     assert create_clip("my-test-vit").encode_image(torch.randn(1, 3, 16, 16)).shape == (1, 16)
+
+
+def test_a_hugging_face_tokenizer_without_transformers_is_a_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "transformers", None)  # as on a machine without it
+    name = write_hf_tokenizer_config(tmp_path)
+    with pytest.raises(ValueError) as error:
+        get_tokenizer(name)
+    assert str(error.value) == (
+        "model_name 'ldifs-test-hf-tokenizer' uses a Hugging Face tokenizer, which needs the "
+        "transformers package: pip install transformers"
+    )
+    assert get_tokenizer(TINY_VIT)(["a cat"]).shape == (1, 16)  # open_clip's own tokenizer
 
 
 def test_register_model_config_rejects_incomplete_json(tmp_path):
