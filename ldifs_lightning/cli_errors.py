@@ -67,7 +67,7 @@ _NESTED_UNION_WRAPPER = re.compile(_UNION_WRAPPER + r";?\s*")
 _BAD_CLASS_PATH = re.compile(
     r"Problem with given class_path '(?P<path>[^']+)':\s*(?:module '(?P<module>[\w.]+)' has no "
     r"attribute '(?P<name>\w+)'|(?P<why>No module named '(?P<missing>[\w.]+)'))"
-    r"|Expected a dot import path string: (?P<bare>\S+)"
+    r"|Expected a dot import path string: (?P<bare>[^\s;]+)"
     r"|Import path (?P<other>\S+) does not correspond to a subclass of \w+"
 )
 _SUBTYPE_CLASS = re.compile(r"\b((?:[A-Za-z_]\w*\.)+[A-Z]\w*)\b")
@@ -148,7 +148,8 @@ def _bad_class_path_message(message: str, raw: str) -> str:
         why = match.group(0)
     base, allowed = _allowed_classes(raw)
     if allowed:
-        why += f"; allowed: {allowed} or the import path of a {base} subclass"
+        article = "an" if base[:1] in "AEIOU" else "a"
+        why += f"; allowed: {allowed} or the import path of {article} {base} subclass"
     return why
 
 

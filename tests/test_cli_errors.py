@@ -288,6 +288,31 @@ def test_bad_callback_class_names_ours_and_lightnings_package():
     )
 
 
+def test_a_bad_logger_name_among_other_alternatives_names_the_loggers():
+    message = (
+        'Parser key "trainer.logger":\n\n'
+        "  - Expected a path but Tensorboard either not accessible or invalid\n"
+        "  - Does not validate against any of the Union subtypes\n"
+        "  Subtypes: [<class 'lightning.pytorch.loggers.logger.Logger'>, collections.abc.Iterable"
+        "[lightning.pytorch.loggers.logger.Logger], <class 'bool'>, <class 'NoneType'>]\n"
+        "  Errors:\n"
+        "    - Expected a dot import path string: Tensorboard\n"
+        "    - Expected a <class 'collections.abc.Iterable'>\n"
+        "    - Expected a <class 'bool'>\n"
+        "    - Expected a <class 'NoneType'>\n"
+        "  Given value type: <class 'str'>\n"
+        "  Given value: Tensorboard"
+    )
+    line = one_line_message(ValueError(message))
+    # Which loggers are listed is Lightning's to say (those its loggers package exports).
+    assert line.startswith(
+        "trainer.logger: class_path 'Tensorboard' is neither a known class name nor an import "
+        "path; allowed: CSVLogger, "
+    )
+    assert "TensorBoardLogger" in line
+    assert line.endswith(" or the import path of a Logger subclass")
+
+
 def test_a_missing_module_inside_a_valid_class_is_not_called_a_bad_class_path():
     message = "Problem with given class_path 'ldifs_lightning.LDIFSModule': No module named 'x'"
     assert one_line_message(ValueError(message)) == message
